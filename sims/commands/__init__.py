@@ -1,0 +1,1 @@
+"""Sub-commands of ``sselab``; each module defines ``register(subparsers)``."""

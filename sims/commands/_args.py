@@ -1,0 +1,63 @@
+"""Argument types shared by the sub-commands: fixes, policies, positive numbers."""
+
+from __future__ import annotations
+
+import argparse
+
+from model.backoff import BackoffPolicy, parse_policy
+from model.fixes import UnknownFixError, resolve_fix_name
+
+__all__ = ["fix_name", "non_negative_int", "policy", "positive_float", "positive_int", "register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """This helper module adds no sub-command."""
+
+
+def fix_name(text: str) -> str:
+    """A fix name or F1..F5 alias, as its canonical name."""
+    try:
+        return resolve_fix_name(text)
+    except UnknownFixError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def policy(text: str) -> BackoffPolicy:
+    """A backoff policy by name."""
+    try:
+        return parse_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
