@@ -308,9 +308,10 @@ class _Ctx:
         self.replicas = list(s.replicas)
         self.db = s.db
 
-    def state(self, s: State, **changes: object) -> State:
-        return s._replace(clients=tuple(self.clients), replicas=tuple(self.replicas),
-                          db=self.db, **changes)
+    def state(self, s: State, *, faults: int | None = None, overrun: int | None = None) -> State:
+        return s._replace(clients=tuple(self.clients), replicas=tuple(self.replicas), db=self.db,
+                          faults=s.faults if faults is None else faults,
+                          overrun=s.overrun if overrun is None else overrun)
 
 
 _CONFIG_CACHE: dict[int, tuple[WorldConfig, cl.ClientConfig, se.SessionConfig,
@@ -508,10 +509,10 @@ def successors(cfg: WorldConfig, s: State) -> list[tuple[str, State]]:
         elif phase == 2:
             pubs = list(s.pubs)
             pubs[p] = (0, 0)
-            reps = tuple(rep._replace(queue=(*rep.queue, seq)) if rep.link == UP else rep
-                         for rep in s.replicas)
+            queued = tuple(rep._replace(queue=(*rep.queue, seq)) if rep.link == UP else rep
+                           for rep in s.replicas)
             out.append((f"publisher {p} publishes event {seq} to redis",
-                        s._replace(pubs=tuple(pubs), replicas=reps)))
+                        s._replace(pubs=tuple(pubs), replicas=queued)))
 
     # Redis ------------------------------------------------------------------
     for r, rep in enumerate(s.replicas):
@@ -680,9 +681,9 @@ def successors(cfg: WorldConfig, s: State) -> list[tuple[str, State]]:
             out.append((f"client {i}: user presses Retry", ctx.state(s)))
         if faults_left:
             ctx = _Ctx(cfg, s)
-            streams = tuple(st._replace(phase=STALLED, sess=None, wire=(), query=None)
-                            if st.phase == OPEN else st for st in slot.streams)
-            ctx.clients[i] = slot._replace(asleep=True, streams=streams)
+            frozen = tuple(st._replace(phase=STALLED, sess=None, wire=(), query=None)
+                           if st.phase == OPEN else st for st in slot.streams)
+            ctx.clients[i] = slot._replace(asleep=True, streams=frozen)
             out.append((fault_label("clients.sleep", client=i), ctx.state(s, faults=s.faults + 1)))
 
     # Replica timers ----------------------------------------------------------
