@@ -1,0 +1,1 @@
+"""Helpers for exercising the service against real faults (tests and benchmarks)."""

@@ -1,0 +1,135 @@
+"""A loopback TCP proxy that can stall or cut the links through it.
+
+Put it between the server and Redis (or a client and the server) to make a link
+fail the way networks do: :meth:`TcpProxy.stall` keeps every connection open but
+stops forwarding (a half-open, silent link: bytes are read and dropped, nothing
+errors), :meth:`TcpProxy.resume` lets *new* connections through again (stalled
+ones stay dead until their owner closes them), and :meth:`TcpProxy.cut` closes
+every connection at once. It runs on its own thread and event loop, so a test on
+another loop (or none) can drive it; :meth:`close` stops it and its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+__all__ = ["TcpProxy"]
+
+T = TypeVar("T")
+
+
+class _Link:
+    def __init__(self, writers: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
+        self.writers = writers
+        self.stalled = False
+
+    def close(self) -> None:
+        for writer in self.writers:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+class TcpProxy:
+    """Forward ``127.0.0.1:port`` to ``target_host:target_port`` until told otherwise."""
+
+    def __init__(self, target_host: str, target_port: int, *, port: int = 0) -> None:
+        self.target = (target_host, target_port)
+        self.port = port
+        self.accepted = 0  #: connections accepted so far
+        self._stalled = False
+        self._links: set[_Link] = set()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy",
+                                        daemon=True)
+
+    def start(self) -> TcpProxy:
+        """Listen and start forwarding; return self."""
+        self._thread.start()
+        self._server = self._call(asyncio.start_server(self._accept, "127.0.0.1", self.port))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stall(self) -> None:
+        """Stop forwarding on every connection, current and new, without closing any."""
+        def apply() -> None:
+            self._stalled = True
+            for link in self._links:
+                link.stalled = True
+        self._loop.call_soon_threadsafe(apply)
+
+    def resume(self) -> None:
+        """Forward new connections again; connections stalled so far stay stalled."""
+        self._loop.call_soon_threadsafe(setattr, self, "_stalled", False)
+
+    def cut(self) -> None:
+        """Close every connection through the proxy."""
+        def apply() -> None:
+            for link in list(self._links):
+                link.close()
+        self._loop.call_soon_threadsafe(apply)
+
+    def close(self) -> None:
+        """Stop listening, close every connection and stop the thread."""
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for link in list(self._links):
+                link.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self) -> TcpProxy:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        link = _Link((writer, up_writer))
+        link.stalled = self._stalled
+        self._links.add(link)
+        try:
+            await asyncio.gather(self._pump(link, reader, up_writer),
+                                 self._pump(link, up_reader, writer))
+        finally:
+            self._links.discard(link)
+            link.close()
+
+    @staticmethod
+    async def _pump(link: _Link, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if link.stalled:
+                    continue  # read and drop: the peer sees silence, not an error
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            link.close()
