@@ -1,0 +1,285 @@
+"""The shells around the machines, on fake time with fake I/O: no servers, no sleeps.
+
+Each test drives a shell the way the world would and checks that it carries out
+the machine's actions: the replay it runs, the frames it writes, the timers it
+arms, the sentinel it publishes and the stream it opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+
+from model.backoff import BackoffPolicy, Kind
+from model.client import ClientConfig, Status
+from model.core import EventId
+from model.fixes import Fixes
+from model.session import SessionConfig, TopicHead
+from model.subscriber import SubscriberConfig
+from service.bus import Bus, LiveMessage, decode_message, encode_message
+from service.client import ClientEvent, EventStreamClient
+from service.metrics import Metrics
+from service.store import ReplayResult, StoredEvent
+from service.stream import Frame, StreamSession
+from service.timers import FakeTimers
+
+
+def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(coro())
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let ready tasks run (no time passes)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def drain(queue: asyncio.Queue[Frame | None]) -> list[Frame | None]:
+    out = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out
+
+
+def row(seq: int) -> StoredEvent:
+    return StoredEvent(seq, "note", json.dumps({"n": seq}), 0.0)
+
+
+# ---------------------------------------------------------------- the stream shell
+
+
+def make_session(replay: Any, *, limit: int = 5, fixes: Fixes = Fixes()
+                 ) -> tuple[StreamSession, FakeTimers]:
+    timers = FakeTimers()
+
+    async def head(topic: str) -> TopicHead:
+        return TopicHead(epoch=1, head=12)
+
+    sess = StreamSession(topic="alice", timers=timers, replay=replay, read_head=head,
+                         cfg=SessionConfig(replay_limit=limit, heartbeat_interval=1.0, fixes=fixes),
+                         metrics=Metrics())
+    return sess, timers
+
+
+def test_stream_replays_within_the_limit_then_goes_live_in_order() -> None:
+    async def main() -> None:
+        queries: list[tuple[int, int | None, int | None]] = []
+
+        async def replay(topic: str, after: int, upto: int | None, limit: int | None
+                         ) -> ReplayResult:
+            queries.append((after, upto, limit))
+            return ReplayResult(tuple(row(s) for s in range(after + 1, (upto or 0) + 1)), 0)
+
+        sess, _ = make_session(replay)
+        # a live event arrives before Open: it is held, then ordered after the replay
+        sess.live(LiveMessage("alice", EventId(1, 11), "note", '{"n":11}', 0.0))
+        sess.open(EventId(1, 7), TopicHead(epoch=1, head=10))
+        await settle()
+        assert queries == [(7, 10, 6)]  # bounded: limit + 1 rows, up to the head
+        ids = [f[0] for f in drain(sess.queue) if f]
+        assert ids == ["1-8", "1-9", "1-10", "1-11"]
+    run(main)
+
+
+def test_stream_truncates_a_large_gap_without_reading_and_sends_heartbeats() -> None:
+    async def main() -> None:
+        async def replay(*args: Any) -> ReplayResult:
+            raise AssertionError("gap-from-head must not read rows")
+
+        sess, timers = make_session(replay)
+        sess.open(EventId(1, 0), TopicHead(epoch=1, head=10))
+        frames = drain(sess.queue)
+        assert frames[0] is not None and frames[0][1] == "replay-truncated"
+        assert json.loads(frames[0][2]) == {"head": "1-10", "limit": 5, "reason": "gap"}
+        timers.advance(2.5)
+        assert [f[1] for f in drain(sess.queue) if f] == ["heartbeat", "heartbeat"]
+        sess.close()
+        assert timers.armed() == {}
+    run(main)
+
+
+@pytest.mark.parametrize("signal", [True, False])
+def test_stream_replay_failure_is_signalled_only_with_the_fix(signal: bool) -> None:
+    async def main() -> None:
+        async def replay(*args: Any) -> ReplayResult:
+            raise RuntimeError("canceling statement due to statement timeout")
+
+        fixes = Fixes() if signal else Fixes().without("F2")
+        sess, _ = make_session(replay, fixes=fixes)
+        sess.open(EventId(1, 8), TopicHead(epoch=1, head=10))
+        await settle()
+        types = [f[1] for f in drain(sess.queue) if f]
+        assert types == (["replay-failed"] if signal else [])
+    run(main)
+
+
+def test_stream_resync_catches_up_from_the_cursor() -> None:
+    async def main() -> None:
+        async def replay(topic: str, after: int, upto: int | None, limit: int | None
+                         ) -> ReplayResult:
+            return ReplayResult(tuple(row(s) for s in range(after + 1, (upto or 0) + 1)), 0)
+
+        sess, _ = make_session(replay)
+        sess.open(None, TopicHead(epoch=1, head=10))
+        sess.resync()  # the head reader says 12
+        await settle()
+        assert [f[0] for f in drain(sess.queue) if f] == ["1-11", "1-12"]
+    run(main)
+
+
+# ---------------------------------------------------------------- the bus shell
+
+
+def test_bus_sentinel_round_trip_and_silent_death() -> None:
+    async def main() -> None:
+        timers = FakeTimers()
+        resyncs: list[int] = []
+        bus = Bus(redis_url="redis://127.0.0.1:1/0", subscriber_url="redis://127.0.0.1:1/0",
+                  namespace="t", replica="r", metrics=Metrics(), timers=timers,
+                  cfg=SubscriberConfig(sentinel_interval=1.0, sentinel_timeout=0.5),
+                  on_resync=lambda: resyncs.append(1))
+        sent: list[int] = []
+
+        async def publish_sentinel(token: int) -> None:
+            sent.append(token)
+
+        bus._publish_sentinel = publish_sentinel  # type: ignore[method-assign]
+        from model import subscriber
+        bus.feed(subscriber.Ready(now=timers.now()))
+        assert bus.view().ready
+        timers.advance(1.0)
+        await settle()
+        assert sent == [1]
+        bus.dispatch(bus.sentinel_channel, b"1")
+        timers.advance(0.6)
+        assert bus.view().ready and bus.view().last_sentinel_age == pytest.approx(0.6)
+        timers.advance(0.4)  # second sentinel goes out and never comes back
+        timers.advance(0.5)
+        view = bus.view()
+        assert not view.ready and view.state == "unhealthy" and "sentinel-timeout" in view.reason
+        bus.feed(subscriber.Reconnecting(now=timers.now(), reason="torn down"))
+        bus.feed(subscriber.Ready(now=timers.now()))
+        assert bus.view().ready and resyncs == [1]
+        # fan-out by topic
+        got: list[LiveMessage] = []
+        bus.register("alice", got.append)
+        msg = LiveMessage("alice", EventId(1, 3), "note", "{}", 1.5)
+        bus.dispatch(bus.events_channel, encode_message(msg))
+        bus.dispatch(bus.events_channel, encode_message(msg._replace(topic="bob")))
+        assert got == [msg] and decode_message(encode_message(msg)) == msg
+        timers.cancel_all()
+        await bus.publisher.aclose()
+    run(main)
+
+
+# ---------------------------------------------------------------- the client shell
+
+
+class FakeServer:
+    """An httpx transport whose /stream frames the test pushes, and a /snapshot."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.status = 200
+        self.queues: list[asyncio.Queue[bytes | None]] = []
+        self.head = "1-0"
+
+    def push(self, text: str, index: int = -1) -> None:
+        self.queues[index].put_nowait(text.encode())
+
+    def end(self, index: int = -1) -> None:
+        self.queues[index].put_nowait(None)
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path == "/snapshot":
+            return httpx.Response(200, json={"head": self.head, "events": []})
+        if self.status != 200:
+            return httpx.Response(self.status, json={"error": "no"})
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.queues.append(queue)
+
+        async def body() -> AsyncIterator[bytes]:
+            while (chunk := await queue.get()) is not None:
+                yield chunk
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+
+def make_client(server: FakeServer, **config: Any) -> tuple[EventStreamClient, FakeTimers,
+                                                            list[ClientEvent], list[Status]]:
+    timers = FakeTimers()
+    events: list[ClientEvent] = []
+    statuses: list[Status] = []
+    cfg = ClientConfig(heartbeat_timeout=1.0, heartbeat_check_interval=0.25,
+                       policy=BackoffPolicy(kind=Kind.EXPONENTIAL, base=0.1, cap=0.4), **config)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(server.handler))
+    client = EventStreamClient("http://sselab.test", lambda: "tok", config=cfg, timers=timers,
+                               rng=lambda: 0.0, http=http, on_event=events.append,
+                               on_status=lambda s, a: statuses.append(s))
+    return client, timers, events, statuses
+
+
+def test_client_delivers_once_and_reconnects_from_its_cursor_after_silence() -> None:
+    async def main() -> None:
+        server = FakeServer()
+        client, timers, events, statuses = make_client(server)
+        client.start()
+        await settle()
+        assert client.status is Status.CONNECTED
+        server.push('id: 1-1\nevent: note\ndata: {"a":1}\n\n')
+        server.push('id: 1-1\nevent: note\ndata: {"a":1}\n\n')  # duplicate: not delivered
+        server.push("event: heartbeat\ndata: {}\n\n")
+        await settle()
+        assert [e.id for e in events] == [EventId(1, 1)] and events[0].data == {"a": 1}
+        timers.advance(1.0)  # silence: the monitor reconnects at once
+        await settle()
+        assert client.opens == 2 and server.requests[-1].headers["last-event-id"] == "1-1"
+        assert server.requests[-1].headers["authorization"] == "Bearer tok"
+        assert statuses == [Status.CONNECTING, Status.CONNECTED, Status.CONNECTING,
+                            Status.CONNECTED]
+        await client.aclose()
+    run(main)
+
+
+def test_client_fails_after_max_attempts_and_recovers_through_a_snapshot() -> None:
+    async def main() -> None:
+        server = FakeServer()
+        server.status = 503
+        client, timers, _, statuses = make_client(server, max_attempts=3)
+        client.start()
+        for _ in range(5):
+            await settle()
+            timers.advance(0.5)
+        assert client.status is Status.FAILED and client.opens == 3
+        assert client.state.last_event_id is None
+        server.status, server.head = 200, "1-9"
+        client.recover()
+        await settle()
+        paths = [r.url.path for r in server.requests[-2:]]
+        assert paths == ["/snapshot", "/stream"]
+        assert server.requests[-2].url.params["head_first"] == "true"
+        assert server.requests[-1].headers["last-event-id"] == "1-9"
+        assert client.live
+        await client.aclose()
+    run(main)
+
+
+def test_client_rehydrates_on_replay_truncated() -> None:
+    async def main() -> None:
+        server = FakeServer()
+        client, _, _, _ = make_client(server)
+        client.start()
+        await settle()
+        server.head = "1-20"
+        server.push('event: replay-truncated\ndata: {"head":"1-20","limit":5,"reason":"gap"}\n\n')
+        await settle()
+        assert server.requests[-1].url.path == "/snapshot"
+        assert client.live and client.state.last_event_id == EventId(1, 20)
+        await client.aclose()
+    run(main)
