@@ -118,6 +118,8 @@ BACKOFF = "backoff"
 class Status(enum.Enum):
     """The status a client shows its user."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+
     IDLE = "idle"  #: not started, or stopped by the user
     CONNECTING = "connecting"  #: an attempt (or recovery's snapshot) is in flight
     CONNECTED = "connected"  #: the stream is open
@@ -144,6 +146,8 @@ class ClientConfig:
 
 class Rehydration(enum.Enum):
     """Where the client stands with its snapshot."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
 
     NONE = "none"  #: no snapshot owed
     RUNNING = "running"  #: a snapshot load is in flight
@@ -497,7 +501,13 @@ def _on_heartbeat_timer(cfg: ClientConfig, s: ClientState, e: ClientInput
             return s, acts  # the guard: `if (this.isConnecting) return`
         n = _stop_monitor(s, acts)  # stopHeartbeatMonitor() before reconnecting
         n = _close(n, acts)
-        n = _open(cfg, n, e.now, acts)
+        if cfg.fixes.max_reconnect and n.attempts >= cfg.max_attempts:
+            # The stream never became stable and the maximum is spent: the proactive path
+            # obeys the maximum too (the checker found this path bypassing it).
+            assert isinstance(e, TimerFired)
+            n = _after_loss(cfg, n, e.now, e.u, "heartbeat timeout", acts)
+        else:
+            n = _open(cfg, n, e.now, acts)
         return _status(n, s, acts), acts
     # The seed's code: every check bumps the counter, reconnecting only if not connecting.
     n = s._replace(attempts=s.attempts + 1)

@@ -99,6 +99,8 @@ HEARTBEAT = "heartbeat"
 class Phase(enum.Enum):
     """Where a session is."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+
     NEW = "new"  #: accepted, waiting for Open
     REPLAYING = "replaying"  #: a replay or catch-up query is running
     LIVE = "live"  #: sending live events in order
@@ -107,6 +109,8 @@ class Phase(enum.Enum):
 
 class TruncateReason(enum.Enum):
     """Why a replay was not served in full."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
 
     GAP = "gap"  #: more than the limit was missed
     EXPIRED = "expired"  #: the cursor is older than the retention floor

@@ -90,6 +90,8 @@ SENTINEL_TIMEOUT = "sentinel-timeout"
 class Health(enum.Enum):
     """The subscriber's health."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+
     STARTING = "starting"  #: not subscribed yet
     HEALTHY = "healthy"  #: subscribed and the last sentinel came back
     RECONNECTING = "reconnecting"  #: the client library lost the link and retries

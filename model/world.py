@@ -86,7 +86,11 @@ __all__ = [
     "enabled",
     "flatten",
     "initial",
+    "PROGRESS_KINDS",
+    "state_violations",
     "successors",
+    "transition_kind",
+    "undetected",
     "violations",
 ]
 
@@ -309,9 +313,9 @@ class _Ctx:
         self.db = s.db
 
     def state(self, s: State, *, faults: int | None = None, overrun: int | None = None) -> State:
-        return s._replace(clients=tuple(self.clients), replicas=tuple(self.replicas), db=self.db,
-                          faults=s.faults if faults is None else faults,
-                          overrun=s.overrun if overrun is None else overrun)
+        return State(tuple(self.clients), tuple(self.replicas), self.db, s.pubs, s.published,
+                     s.faults if faults is None else faults,
+                     s.overrun if overrun is None else overrun)
 
 
 _CONFIG_CACHE: dict[int, tuple[WorldConfig, cl.ClientConfig, se.SessionConfig,
@@ -909,3 +913,53 @@ def flatten(cfg: WorldConfig, s: State) -> dict[str, str]:
     out["postgres.floor"] = str(s.db.floor)
     out["faults_spent"] = str(s.faults)
     return out
+
+
+#: Transition kinds that are not faults, in the order a heal phase prefers them.
+PROGRESS_KINDS: tuple[str, ...] = (
+    "wake", "timer", "snapshot", "receive", "replay", "accept", "refuse", "deliver",
+    "reconnect", "replica-up", "publish", "trigger", "retry", "tick",
+)
+
+_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("publisher ", "publish"),
+    ("redis: delivers ", "deliver"),
+    ("time passes", "tick"),
+)
+
+_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("laptop wakes", "wake"),
+    ("s stream", "accept"),
+    ("connection is refused", "refuse"),
+    ("reconnects", "reconnect"),
+    ("comes back up", "replica-up"),
+    ("browser goes online", "trigger"),
+    ("page becomes visible", "trigger"),
+    ("user presses Retry", "retry"),
+)
+
+
+def transition_kind(text: str) -> str:
+    """The kind of a transition from its label: a fault name from model.faults, or a progress kind."""
+    from model.faults import FAULTS
+
+    for name, kind in FAULTS.items():
+        head, _, _ = kind.sentence.partition("{")
+        tail = kind.sentence.rpartition("}")[2]
+        if text.startswith(head) and text.endswith(tail) and (head or tail):
+            return name
+    for prefix, kind_name in _PREFIXES:
+        if text.startswith(prefix):
+            return kind_name
+    if " fires" in text:
+        return "timer"
+    if " receives " in text:
+        return "receive"
+    if ": snapshot loaded" in text:
+        return "snapshot"
+    if text.startswith("postgres: replay for client"):
+        return "replay"
+    for suffix, kind_name in _SUFFIXES:
+        if text.endswith(suffix):
+            return kind_name
+    raise ValueError(f"unknown transition label {text!r}")

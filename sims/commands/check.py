@@ -1,0 +1,149 @@
+"""``sselab check``: prove the invariants over every interleaving, or show how one breaks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from model.fixes import Fixes
+from model.world import WorldConfig
+from sims.check import CheckResult, Step, Violation, check
+from sims.commands._args import fix_name, non_negative_int, positive_int
+
+__all__ = ["format_result", "register", "run", "to_dot"]
+
+_DEFAULTS = WorldConfig()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``check`` sub-command."""
+    p = sub.add_parser(
+        "check",
+        help="exhaustively check the invariants of a bounded world",
+        description="Explore every interleaving of clients, replicas, Redis, Postgres and faults "
+        "within the bounds; print each invariant's verdict and a shortest counterexample for "
+        "each one violated. Exit 0: complete, nothing violated; 1: violated or incomplete; "
+        "2: bad arguments.",
+    )
+    p.add_argument("--clients", type=positive_int, default=_DEFAULTS.clients, help="clients (%(default)s)")
+    p.add_argument("--replicas", type=positive_int, default=_DEFAULTS.replicas,
+                   help="API replicas (%(default)s)")
+    p.add_argument("--publishers", type=positive_int, default=_DEFAULTS.publishers,
+                   help="concurrent publishers (%(default)s)")
+    p.add_argument("--events", type=non_negative_int, default=_DEFAULTS.events,
+                   help="publishes in total (%(default)s)")
+    p.add_argument("--faults", type=non_negative_int, default=_DEFAULTS.faults,
+                   help="fault budget (%(default)s)")
+    p.add_argument("--max-attempts", type=positive_int, default=_DEFAULTS.max_attempts,
+                   help="client reconnect maximum (%(default)s)")
+    p.add_argument("--replay-limit", type=positive_int, default=_DEFAULTS.replay_limit,
+                   help="replay row limit (%(default)s)")
+    p.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
+                   help="switch a fix off (name or F1..F5; repeatable)")
+    p.add_argument("--no-symmetry", action="store_true", help="do not merge states that differ "
+                   "only by which client is which")
+    p.add_argument("--no-liveness", action="store_true", help="check safety invariants only")
+    p.add_argument("--max-states", type=positive_int, default=3_000_000,
+                   help="stop (incomplete) after this many states (%(default)s)")
+    p.add_argument("--max-depth", type=positive_int, default=10_000,
+                   help="stop (incomplete) at this depth (%(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--dot", metavar="FILE", help="write the first counterexample as Graphviz")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check the arguments describe; return the exit status."""
+    try:
+        config = WorldConfig(
+            clients=args.clients, replicas=args.replicas, publishers=args.publishers,
+            events=args.events, faults=args.faults, max_attempts=args.max_attempts,
+            replay_limit=args.replay_limit, fixes=Fixes.all().without(*args.without),
+        )
+    except ValueError as exc:
+        print(f"sselab check: error: {exc}", file=sys.stderr)
+        return 2
+    progress = None
+    if not args.json and sys.stderr.isatty():
+        def progress(states: int, depth: int) -> None:
+            print(f"\r  {states:,} states, depth {depth}", end="", file=sys.stderr, flush=True)
+    result = check(config, symmetry=not args.no_symmetry, max_states=args.max_states,
+                   max_depth=args.max_depth, liveness=not args.no_liveness, progress=progress)
+    if progress is not None:
+        print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+    if args.dot and result.violations:
+        with open(args.dot, "w", encoding="utf-8") as fh:
+            fh.write(to_dot(result.violations[0]))
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(format_result(result))
+    return 0 if result.ok else 1
+
+
+def format_result(result: CheckResult) -> str:
+    """The human report: config, verdict table, cost, and each counterexample."""
+    cfg = result.config
+    lines = [
+        "sselab check: " + " ".join(f"{k}={getattr(cfg, k)}" for k in (
+            "clients", "replicas", "publishers", "events", "faults", "max_attempts",
+            "replay_limit")),
+        f"fixes: {cfg.fixes}" + ("" if result.symmetry else "   (no symmetry reduction)"),
+        "",
+        f"{'invariant':<24}verdict",
+    ]
+    for name, verdict in result.invariants.items():
+        lines.append(f"{name:<24}{verdict}")
+    lines += [
+        "",
+        f"states {result.states:,}   transitions {result.transitions:,}   depth {result.depth}   "
+        f"seconds {result.seconds:.1f}   states/s {result.states_per_second:,.0f}",
+        "complete" if result.complete else f"INCOMPLETE: {result.incomplete_reason} "
+        "(nothing is proven; raise --max-states/--max-depth or shrink the world)",
+    ]
+    for v in result.violations:
+        lines += ["", *format_violation(v)]
+    return "\n".join(lines)
+
+
+def format_violation(v: Violation) -> list[str]:
+    """A counterexample as numbered steps, each with the fields it changed."""
+    head = (f"counterexample: {v.invariant} violated ({v.kind}, {len(v.steps)} steps"
+            + (f" then a cycle of {len(v.cycle)}" if v.kind == "liveness" else "") + ")")
+    lines = [head]
+    lines += _format_steps(v.steps, 1)
+    if v.kind == "liveness":
+        lines.append("  -- and then forever: --" if v.cycle else
+                     "  -- and then nothing more can happen --")
+        lines += _format_steps(v.cycle, len(v.steps) + 1)
+    return lines
+
+
+def _format_steps(steps: tuple[Step, ...], start: int) -> list[str]:
+    lines = []
+    for n, step in enumerate(steps, start):
+        lines.append(f"  {n:>3}. {step.label}")
+        for key, value in step.changes:
+            lines.append(f"         {key} = {value}")
+    return lines
+
+
+def to_dot(v: Violation) -> str:
+    """A counterexample as a Graphviz sequence of states and labelled steps."""
+    def esc(text: str) -> str:
+        return text.replace("\\", "\\\\").replace('"', '\\"')
+
+    out = [f'digraph "{esc(v.invariant)}" {{', "  rankdir=TB; node [shape=box, fontname=monospace];",
+           '  s0 [label="initial state"];']
+    steps = list(v.steps) + list(v.cycle)
+    for n, step in enumerate(steps, 1):
+        body = "\\l".join(esc(f"{k} = {val}") for k, val in step.changes) + "\\l"
+        out.append(f'  s{n} [label="{body}"];')
+        out.append(f'  s{n - 1} -> s{n} [label="{n}. {esc(step.label)}"];')
+    if v.cycle:
+        out.append(f'  s{len(steps)} -> s{len(v.steps)} [style=dashed, label="forever"];')
+    out.append(f'  bad [shape=octagon, label="{esc(v.invariant)} violated"];')
+    out.append(f"  s{len(steps)} -> bad [style=dotted];")
+    out.append("}")
+    return "\n".join(out) + "\n"
