@@ -35,7 +35,7 @@ import dataclasses
 import itertools
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import networkx as nx
@@ -98,15 +98,18 @@ class CheckResult:
     complete: bool
     incomplete_reason: str | None
     violations: tuple[Violation, ...]
+    judged: frozenset[str] = frozenset(i.name for i in INVARIANTS)
 
     @property
     def invariants(self) -> dict[str, str]:
-        """Each invariant's verdict: holds, violated, or unknown when incomplete."""
+        """Each invariant's verdict: holds, violated, unknown when incomplete, or not judged."""
         broken = {v.invariant for v in self.violations}
         out = {}
         for info in INVARIANTS:
             if info.name in broken:
                 out[info.name] = "violated"
+            elif info.name not in self.judged:
+                out[info.name] = "not judged"
             else:
                 out[info.name] = "holds" if self.complete else "unknown"
         return out
@@ -152,9 +155,21 @@ def check(
     max_states: int = 3_000_000,
     max_depth: int = 10_000,
     liveness: bool = True,
+    stop_at_first: bool = False,
+    only: Collection[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckResult:
-    """Explore every interleaving of ``config``'s world within the bounds; return the verdicts."""
+    """Explore every interleaving of ``config``'s world within the bounds; return the verdicts.
+
+    ``stop_at_first`` ends the search after the BFS layer with the first violation
+    (the result is then incomplete for the other invariants); ``only`` judges just
+    those safety invariants (liveness is still judged unless ``liveness=False``).
+    """
+    if only is not None:
+        unknown = set(only) - set(SAFETY)
+        if unknown:
+            raise ValueError(f"not safety invariants: {sorted(unknown)}; accepted: {', '.join(SAFETY)}")
+    judged = set(SAFETY if only is None else only)
     started = time.perf_counter()
     canon = _canon_fn(config, symmetry)
     s0 = canon(initial_state(config))
@@ -181,6 +196,8 @@ def check(
         nxt: list[tuple[State, int]] = []
         for state, sid in frontier:
             bad = state_violations(config, state)
+            if bad and only is not None:
+                bad = [name for name in bad if name in judged]
             if bad:
                 for name in bad:
                     first.setdefault(name, sid)
@@ -218,6 +235,9 @@ def check(
                 break
         if incomplete:
             break
+        if stop_at_first and first:
+            incomplete = "stopped at the first violation"
+            break
         frontier = nxt
         if frontier:
             depth += 1
@@ -227,7 +247,7 @@ def check(
     explored = time.perf_counter()
     violations: list[Violation] = []
     for name in SAFETY:
-        if name in first:
+        if name in first and name in judged:
             steps = _path_steps(config, canon, parent, via, labels, seen, first[name])
             violations.append(Violation(name, "safety", tuple(steps)))
     if liveness and incomplete is None:
@@ -245,6 +265,7 @@ def check(
         complete=incomplete is None,
         incomplete_reason=incomplete,
         violations=tuple(violations),
+        judged=frozenset(judged | (set(LIVENESS) if liveness else set())),
     )
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from model.fixes import Fixes
+from model.invariants import SAFETY
 from model.world import WorldConfig
 from sims.check import CheckResult, Step, Violation, check
 from sims.commands._args import fix_name, non_negative_int, positive_int
@@ -44,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-symmetry", action="store_true", help="do not merge states that differ "
                    "only by which client is which")
     p.add_argument("--no-liveness", action="store_true", help="check safety invariants only")
+    p.add_argument("--only", action="append", choices=SAFETY, metavar="INVARIANT",
+                   help="judge only this safety invariant (repeatable; choices: %(choices)s)")
+    p.add_argument("--stop-at-first", action="store_true",
+                   help="stop after the first violation (a shortest one); other verdicts unknown")
     p.add_argument("--max-states", type=positive_int, default=3_000_000,
                    help="stop (incomplete) after this many states (%(default)s)")
     p.add_argument("--max-depth", type=positive_int, default=10_000,
@@ -69,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         def progress(states: int, depth: int) -> None:
             print(f"\r  {states:,} states, depth {depth}", end="", file=sys.stderr, flush=True)
     result = check(config, symmetry=not args.no_symmetry, max_states=args.max_states,
-                   max_depth=args.max_depth, liveness=not args.no_liveness, progress=progress)
+                   max_depth=args.max_depth, liveness=not args.no_liveness,
+                   stop_at_first=args.stop_at_first, only=args.only, progress=progress)
     if progress is not None:
         print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
     if args.dot and result.violations:

@@ -1,0 +1,180 @@
+"""The exhaustive checker: a clean pass with every fix on, and teeth for every fix off."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import deque
+
+import pytest
+
+from model.fixes import Fixes
+from model.world import WorldConfig, initial_state, state_violations, successors
+from sims.check import check, replay_labels
+
+# (fix switched off, world that can show its bug, invariants that fix protects)
+TEETH = [
+    ("F1", dict(replay_limit=1, events=3, faults=0), {"bounded-replay"}),
+    ("F1", dict(), {"no-silent-stale", "bounded-replay"}),
+    ("F2", dict(), {"no-silent-stale"}),
+    ("F3", dict(), {"bounded-counter"}),
+    ("F4", dict(), {"no-silent-stale", "detection-bound"}),
+    ("F5", dict(), {"bounded-counter", "failed-only-after-max"}),
+    ("topic-sequence", dict(publishers=2), {"no-silent-stale"}),
+    ("retention-floor", dict(), {"no-silent-stale"}),
+    ("head-before-snapshot", dict(), {"no-silent-stale"}),
+    ("stable-reset", dict(), {"bounded-counter"}),
+    ("resync-after-recovery", dict(), {"no-silent-stale"}),
+]
+
+
+def test_default_bounds_complete_with_every_invariant_holding() -> None:
+    """All fixes on, default bounds: complete, nothing violated, liveness judged."""
+    result = check(WorldConfig())
+    assert result.complete, result.incomplete_reason
+    assert result.violations == ()
+    assert set(result.invariants.values()) == {"holds"}
+    assert result.states > 50_000  # the default world is not trivially small
+
+
+@pytest.mark.parametrize(("fix", "sizes", "protects"), TEETH,
+                         ids=[f"{f}-{'-'.join(map(str, s.values())) or 'default'}" for f, s, _ in TEETH])
+def test_each_fix_off_finds_the_bug_it_prevents(fix: str, sizes: dict[str, int],
+                                                protects: set[str]) -> None:
+    """Switching one fix off yields a shortest counterexample of an invariant it protects."""
+    config = WorldConfig(fixes=Fixes.all().without(fix), **sizes)
+    result = check(config, stop_at_first=True, liveness=False)
+    found = {v.invariant for v in result.violations}
+    assert found & protects, f"{fix} off: found {found or 'nothing'}, expected one of {protects}"
+    for violation in result.violations:
+        print(f"\n{fix} off -> {violation.invariant}:")
+        for n, label in enumerate(violation.trace, 1):
+            print(f"  {n:>2}. {label}")
+        # The trace replays to a state that really breaks the invariant.
+        states = replay_labels(config, violation.trace, symmetry=True)
+        assert violation.invariant in state_violations(config, states[-1])
+        assert not state_violations(config, states[-2]) or len(states) == 1
+
+
+def test_same_world_with_the_fix_on_finds_nothing() -> None:
+    """The sizes used to show F1's row overrun are clean with F1 on."""
+    result = check(WorldConfig(replay_limit=1, events=3, faults=0))
+    assert result.ok, [v.invariant for v in result.violations]
+
+
+def test_topic_sequence_counterexample_is_the_out_of_order_commit() -> None:
+    """With a shared sequence, an id that commits after a later one is skipped forever."""
+    config = WorldConfig(publishers=2, fixes=Fixes.all().without("topic-sequence"))
+    (violation,) = check(config, stop_at_first=True, liveness=False).violations
+    trace = violation.trace
+    assert any("takes id 1" in t for t in trace) and any("takes id 2" in t for t in trace)
+    assert trace.index(next(t for t in trace if "commits event 2" in t)) < trace.index(
+        next(t for t in trace if "commits event 1" in t))
+
+
+def test_heartbeat_race_counterexample_reads_as_the_seed_describes() -> None:
+    """F3 off: the heartbeat check fires while connecting and the counter outruns attempts."""
+    config = WorldConfig(fixes=Fixes.all().without("F3"))
+    (violation,) = check(config, stop_at_first=True, liveness=False).violations
+    assert violation.invariant == "bounded-counter"
+    assert violation.trace[-1] == "client 0: heartbeat check fires while connecting"
+    last = dict(violation.steps[-1].changes)
+    assert int(last["client 0.attempts"]) > 2
+
+
+def test_liveness_finds_a_dead_subscriber_never_detected() -> None:
+    """F4 off, judged only by liveness: a lasso into a world where the death is never seen."""
+    config = WorldConfig(events=0, fixes=Fixes.all().without("F4"))
+    result = check(config, only=["bounded-counter"])
+    (violation,) = [v for v in result.violations if v.kind == "liveness"]
+    assert violation.invariant == "detection-bound"
+    assert violation.trace[0] == "redis: subscriber of replica 0 dies silently"
+
+
+def test_liveness_holds_with_the_fix_on() -> None:
+    """The same world with F4 on: every bottom component detects and converges."""
+    result = check(WorldConfig(events=0), only=["bounded-counter"])
+    assert result.complete and not result.violations
+
+
+def _plain_bfs_count(config: WorldConfig) -> int:
+    """An independent breadth-first walk: full states in a set, violating states not expanded."""
+    start = initial_state(config)
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        state = queue.popleft()
+        if state_violations(config, state):
+            continue
+        for _, nxt in successors(config, state):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return len(seen)
+
+
+@pytest.mark.parametrize("sizes", [dict(clients=2, events=1, faults=0), dict(events=2, faults=1)])
+def test_no_symmetry_count_equals_an_independent_walk(sizes: dict[str, int]) -> None:
+    """Without symmetry the checker counts exactly the states a plain BFS reaches."""
+    config = WorldConfig(**sizes)
+    result = check(config, symmetry=False, liveness=False)
+    assert result.complete
+    assert result.states == _plain_bfs_count(config)
+
+
+def test_symmetry_reduces_identical_clients() -> None:
+    """Merging client permutations explores fewer states and agrees on the verdicts."""
+    config = WorldConfig(clients=2, events=1, faults=0)
+    with_sym = check(config)
+    without = check(config, symmetry=False)
+    assert with_sym.states < without.states
+    assert with_sym.invariants == without.invariants
+
+
+def test_state_bound_is_reported_as_incomplete_never_as_a_pass() -> None:
+    """Hitting --max-states makes the verdicts unknown and the result not ok."""
+    result = check(WorldConfig(), max_states=1_000)
+    assert not result.complete and not result.ok
+    assert "state bound" in (result.incomplete_reason or "")
+    assert "holds" not in result.invariants.values()
+
+
+def _sselab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sims.cli", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_cli_json_is_one_object_with_the_documented_keys() -> None:
+    """`sselab check --json` prints exactly one JSON object with the documented shape."""
+    proc = _sselab("check", "--json", "--events", "1", "--faults", "0")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) == {"fixes", "config", "states", "transitions", "seconds", "complete",
+                         "invariants", "violations"}
+    assert data["complete"] is True and data["violations"] == []
+    assert set(data["invariants"].values()) == {"holds"}
+
+
+def test_cli_without_a_fix_exits_1_with_a_counterexample(tmp_path: object) -> None:
+    """`sselab check --without F3` exits 1, prints numbered steps and can write Graphviz."""
+    dot = f"{tmp_path}/f3.dot"
+    proc = _sselab("check", "--without", "F3", "--stop-at-first", "--dot", dot)
+    assert proc.returncode == 1
+    assert "bounded-counter         violated" in proc.stdout
+    assert "  1. " in proc.stdout and "heartbeat check fires while connecting" in proc.stdout
+    with open(dot, encoding="utf-8") as fh:
+        assert fh.read().startswith('digraph "bounded-counter"')
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--clients", "0"], "argument --clients: expected a whole number >= 1, got 0"),
+    (["--without", "F9"], "unknown fix 'F9'; accepted: bounded-replay (F1)"),
+    (["--events", "many"], "argument --events: expected a whole number >= 0, got 'many'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_cli_bad_arguments_exit_2_naming_the_flag(args: list[str], needle: str) -> None:
+    """Bad flags exit 2 with a message that names the flag and what it accepts."""
+    proc = _sselab("check", *args)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
