@@ -190,9 +190,14 @@ class ReplayError(SessionInput):
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class LiveEvent(SessionInput):
-    """The replica's subscriber fanned out an event of this stream's topic."""
+    """The replica's subscriber fanned out an event of this stream's topic.
+
+    ``epoch`` is the event id's epoch when the shell knows it; an event of another
+    epoch than the stream's is not part of its sequence and is dropped (``event-epoch``).
+    """
 
     seq: int
+    epoch: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -391,6 +396,8 @@ def _on_error(cfg: SessionConfig, s: SessionState, e: SessionInput) -> tuple[Ses
 def _on_live(cfg: SessionConfig, s: SessionState, e: SessionInput) -> tuple[SessionState, Actions]:
     assert isinstance(e, LiveEvent)
     acts: Actions = []
+    if cfg.fixes.event_epoch and e.epoch is not None and e.epoch != s.epoch:
+        return s, acts  # another epoch's log: not this stream's sequence
     if s.phase is Phase.REPLAYING:
         if e.seq <= s.cursor:
             return s, acts
