@@ -35,8 +35,9 @@ from .conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
+ALL_FIXES = Fixes()
 FAST_POLICY = BackoffPolicy(kind=Kind.EXPONENTIAL, base=0.05, cap=0.2)
 
 
@@ -52,7 +53,7 @@ class Recorder:
         return [str(e.id) for e in self.events]
 
 
-def make_client(url: str, user: str, *, fixes: Fixes = Fixes(), last_event_id: str | None = None,
+def make_client(url: str, user: str, *, fixes: Fixes = ALL_FIXES, last_event_id: str | None = None,
                 token_source: Any = None, http: httpx.AsyncClient | None = None,
                 open_timeout: float = 3.0, **config: Any) -> tuple[EventStreamClient, Recorder]:
     rec = Recorder()
@@ -190,7 +191,7 @@ def test_heartbeats_stop_while_a_reconnect_is_in_flight_counter_equals_attempts(
 
     async def main() -> None:
         with TcpProxy("127.0.0.1", server.port) as proxy:
-            client, rec = make_client(f"http://127.0.0.1:{proxy.port}", user, fixes=fixes,
+            client, _rec = make_client(f"http://127.0.0.1:{proxy.port}", user, fixes=fixes,
                                       heartbeat_timeout=0.8, open_timeout=4.0)
             await connected(client)
             assert await client.wait_until(lambda c: c.state.stable, 5)

@@ -28,6 +28,8 @@ from service.store import ReplayResult, StoredEvent
 from service.stream import Frame, StreamSession
 from service.timers import FakeTimers
 
+ALL_FIXES = Fixes()
+
 
 def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(coro())
@@ -53,7 +55,7 @@ def row(seq: int) -> StoredEvent:
 # ---------------------------------------------------------------- the stream shell
 
 
-def make_session(replay: Any, *, limit: int = 5, fixes: Fixes = Fixes()
+def make_session(replay: Any, *, limit: int = 5, fixes: Fixes = ALL_FIXES
                  ) -> tuple[StreamSession, FakeTimers]:
     timers = FakeTimers()
 
@@ -251,7 +253,7 @@ def test_client_fails_after_max_attempts_and_recovers_through_a_snapshot() -> No
     async def main() -> None:
         server = FakeServer()
         server.status = 503
-        client, timers, _, statuses = make_client(server, max_attempts=3)
+        client, timers, _, _statuses = make_client(server, max_attempts=3)
         client.start()
         for _ in range(5):
             await settle()

@@ -1,0 +1,75 @@
+"""Hypothesis strategies for timed fault schedules, in the one fault vocabulary.
+
+A drawn schedule is a :class:`Schedule`: a tuple of :class:`model.faults.Fault`
+whose repr is the schedule itself, one ``str(Fault)`` per line, so a shrunk
+counterexample reads as faults a user can paste into a scenario (or turn into
+``[[faults]]`` tables with :func:`sims.des.scenarios.schedule_toml`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from model.faults import FAULTS, Fault, Param, fault_from_mapping
+
+__all__ = ["Schedule", "fault_schedules", "faults"]
+
+
+class Schedule(tuple[Fault, ...]):
+    """A fault schedule whose repr pastes back: one fault per line."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        if not self:
+            return "Schedule()  # no faults"
+        return "Schedule(  # paste the lines into --fault or a scenario file\n" + "".join(
+            f"    {str(f)!r},\n" for f in self) + ")"
+
+    @property
+    def last_end(self) -> float:
+        """When the last fault's effect ends."""
+        return max((f.end for f in self), default=0.0)
+
+
+def _param(param: Param, replicas: int, max_duration: int) -> st.SearchStrategy[Any]:
+    """Values for one parameter of a fault kind, by its name in the vocabulary."""
+    name = param.name
+    if name == "duration":
+        return st.integers(0 if param.default is not None else 1, max_duration)
+    if name in ("fraction", "rate"):
+        return st.sampled_from([0.1, 0.25, 0.5, 1.0])
+    if name == "replica":
+        return st.integers(-1, replicas - 1)
+    if name == "count":
+        return st.integers(1, 5)
+    if name == "keep":
+        return st.integers(0, 20)
+    if name == "stagger":
+        return st.integers(0, 30)
+    if param.kind is int:  # a parameter the vocabulary gained since: small whole numbers
+        return st.integers(0, 10)
+    return st.floats(0, 1)
+
+
+@st.composite
+def faults(draw: st.DrawFn, *, start: int = 60, until: int = 300, replicas: int = 2,
+           max_duration: int = 120) -> Fault:
+    """One fault of any kind in :data:`model.faults.FAULTS`, starting in ``[start, until]``."""
+    kind = draw(st.sampled_from(sorted(FAULTS)))
+    data: dict[str, Any] = {"fault": kind, "at": draw(st.integers(start, until))}
+    for param in FAULTS[kind].params:
+        if param.name == "at":
+            continue
+        if param.default is None or draw(st.booleans()):
+            data[param.name] = draw(_param(param, replicas, max_duration))
+    return fault_from_mapping(data, where="hypothesis")
+
+
+@st.composite
+def fault_schedules(draw: st.DrawFn, *, max_faults: int = 4, **kwargs: Any) -> Schedule:
+    """A schedule of up to ``max_faults`` faults, in time order."""
+    drawn = draw(st.lists(faults(**kwargs), max_size=max_faults))
+    return Schedule(sorted(drawn, key=lambda f: (f.at, str(f))))

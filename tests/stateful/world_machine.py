@@ -1,0 +1,371 @@
+"""A Hypothesis state machine over ``model.world``: the example to copy for your own.
+
+The shape, in four parts:
+
+* ``@initialize`` draws a :class:`~model.world.WorldConfig` (sizes, limits,
+  timings, which fixes are on) from :func:`world_configs` and starts the world.
+* One ``@rule`` per *kind* of transition (:func:`model.world.transition_kind`):
+  every environment action and every fault. A rule's ``@precondition`` asks
+  whether a transition of its kind is enabled now; the rule then draws one of
+  the enabled ones by its label. Nothing is written twice: the world's own
+  :func:`~model.world.successors` says what may happen and what it does.
+* One ``@invariant`` per safety invariant in :data:`model.invariants.SAFETY`,
+  each asking :func:`model.world.state_violations` -- the very predicate the
+  exhaustive checker uses -- whether its name is among those broken.
+* ``teardown`` is the heal phase (:func:`sims.heal.heal`): faults stop, the world
+  is driven to quiescence deterministically, the safety invariants are judged
+  on the way, and ``convergence`` is asserted at the end.
+
+A broken invariant raises :class:`InvariantViolation` (one subclass per name,
+so Hypothesis shrinks each bug on its own) whose message lists the labels of
+the steps taken; the labels are ``note()``-d too, so Hypothesis prints them
+under its falsifying example.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from hypothesis import note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from model.fixes import Fixes
+from model.invariants import CONVERGENCE, SAFETY
+from model.world import (
+    PROGRESS_KINDS,
+    State,
+    WorldConfig,
+    flatten,
+    initial_state,
+    state_violations,
+    successors,
+    transition_kind,
+)
+from sims.heal import heal
+
+__all__ = [
+    "INVISIBLE_FIXES",
+    "WORLD_FAULT_KINDS",
+    "Found",
+    "InvariantViolation",
+    "WorldMachine",
+    "find_violation",
+    "machine_for",
+    "violation_type",
+    "world_configs",
+]
+
+#: Fixes whose absence no world state can show (efficiency or service-level only):
+#: the drawn configs switch them on and off freely, and nothing may break.
+INVISIBLE_FIXES: tuple[str, ...] = ("gap-from-head", "event-epoch", "reauthorize")
+
+#: The faults the world can suffer, by their names in ``model.faults``.
+WORLD_FAULT_KINDS: tuple[str, ...] = (
+    "network.drop", "network.stall", "clients.sleep", "redis.subscriber_dies",
+    "redis.disconnect", "postgres.replay_fails", "postgres.prune", "replicas.down",
+)
+
+
+# ---------------------------------------------------------------- configs
+
+
+@st.composite
+def world_configs(draw: st.DrawFn, /, *, fixes: Fixes | None = None, **fixed: int) -> WorldConfig:
+    """Small worlds: 1-2 clients, replicas and publishers, up to 4 events and 3 faults.
+
+    ``fixes`` (default: all on) is the base; the fixes in :data:`INVISIBLE_FIXES`
+    are drawn on or off on top of it. A keyword such as ``publishers=2`` pins a
+    size instead of drawing it.
+    """
+    ranges = {
+        "clients": (1, 2), "replicas": (1, 2), "publishers": (1, 2), "events": (1, 4),
+        "faults": (0, 3), "max_attempts": (1, 3), "replay_limit": (1, 3),
+        "heartbeat_timeout": (1, 3), "heartbeat_check_interval": (1, 2),
+        "sentinel_interval": (1, 4), "sentinel_timeout": (1, 2), "backoff_base": (0, 2),
+        "backoff_cap": (1, 4),
+    }
+    unknown = set(fixed) - set(ranges)
+    if unknown:
+        raise TypeError(f"world_configs() cannot pin {sorted(unknown)}")
+    sizes = {name: fixed[name] if name in fixed else draw(st.integers(lo, hi), label=name)
+             for name, (lo, hi) in ranges.items()}
+    base = Fixes.all() if fixes is None else fixes
+    off = [name for name in INVISIBLE_FIXES if not draw(st.booleans(), label=f"{name} on")]
+    return WorldConfig(**sizes, fixes=base.without(*off) if off else base)
+
+
+# ---------------------------------------------------------------- failures
+
+
+class InvariantViolation(AssertionError):
+    """A shared invariant broke; ``invariant`` is its name, ``trace`` the labels that broke it."""
+
+    invariant: ClassVar[str] = ""
+
+    def __init__(self, message: str, trace: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+_TYPES: dict[str, type[InvariantViolation]] = {
+    name: type(name.title().replace("-", "") + "Violated", (InvariantViolation,),
+               {"invariant": name, "__module__": __name__})
+    for name in (*SAFETY, CONVERGENCE)
+}
+
+
+def violation_type(name: str) -> type[InvariantViolation]:
+    """The exception raised when the invariant ``name`` breaks."""
+    return _TYPES[name]
+
+
+def _describe(cfg: WorldConfig, trace: tuple[str, ...], s: State, what: str) -> str:
+    lines = [what, f"config: {cfg.to_dict()}", f"steps ({len(trace)}):"]
+    lines += [f"  {n:>3}. {text}" for n, text in enumerate(trace, 1)]
+    lines.append("state at the violation:")
+    lines += [f"  {k} = {v}" for k, v in flatten(cfg, s).items()]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def _kind_rule(kind: str, doc: str) -> Callable[..., None]:
+    """A rule taking one enabled transition of ``kind``, drawn by its label."""
+
+    @precondition(lambda self: bool(self.moves(kind)))
+    @rule(data=st.data())
+    def take(self: WorldMachine, data: st.DataObject) -> None:
+        self.take(kind, data)
+
+    take.__name__ = take.__qualname__ = kind.replace(".", "_").replace("-", "_")
+    take.__doc__ = doc
+    return take
+
+
+def _safety_invariant(name: str) -> Callable[..., None]:
+    """An invariant asking the shared predicate whether ``name`` holds."""
+
+    @invariant()
+    def holds(self: WorldMachine) -> None:
+        self.judge(name)
+
+    holds.__name__ = holds.__qualname__ = "holds_" + name.replace("-", "_")
+    holds.__doc__ = f"The shared invariant {name!r} holds (model.world.state_violations)."
+    return holds
+
+
+class WorldMachine(RuleBasedStateMachine):
+    """Random runs of the composed world, judged by the shared invariants, healed at the end."""
+
+    #: Where configs come from; :func:`machine_for` makes subclasses with other ones.
+    configs: ClassVar[st.SearchStrategy[WorldConfig]] = world_configs()
+    #: Whether teardown runs the heal phase and asserts convergence.
+    healing: ClassVar[bool] = True
+    #: Rule steps and runs since the counters were reset (for benchmarks/bug_hunt.py).
+    counters: ClassVar[dict[str, float]] = {"runs": 0, "steps": 0}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg: WorldConfig | None = None
+        self.state: State | None = None
+        self.trace: list[str] = []
+        self.broken = False
+        self._moves: dict[str, list[tuple[str, State]]] | None = None
+        self._violations: list[str] | None = None
+
+    @initialize(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        """Draw the world's config and start it: clients connecting, subscribers healthy."""
+        self.cfg = data.draw(type(self).configs, label="config")
+        self.state = initial_state(self.cfg)
+        self._changed()
+        type(self).counters["runs"] += 1
+        note(f"config: {self.cfg.to_dict()}")
+
+    # -- what may happen now, by kind, computed once per state
+
+    def moves(self, kind: str) -> list[tuple[str, State]]:
+        """The enabled transitions of ``kind`` in the current state."""
+        if self._moves is None:
+            assert self.cfg is not None and self.state is not None
+            grouped: dict[str, list[tuple[str, State]]] = {}
+            for text, nxt in successors(self.cfg, self.state):
+                grouped.setdefault(transition_kind(text), []).append((text, nxt))
+            unruled = set(grouped) - set(RULED_KINDS)
+            if unruled:
+                raise AssertionError(f"the world has transition kinds without a rule: {unruled}")
+            self._moves = grouped
+        return self._moves.get(kind, [])
+
+    def take(self, kind: str, data: st.DataObject) -> None:
+        """Take one enabled transition of ``kind``, chosen by its label."""
+        options = self.moves(kind)
+        labels = list(dict.fromkeys(text for text, _ in options))  # a repeated label: its first
+        text = labels[0] if len(labels) == 1 else data.draw(st.sampled_from(labels), label=kind)
+        self.state = next(nxt for t, nxt in options if t == text)
+        self.trace.append(text)
+        self._changed()
+        type(self).counters["steps"] += 1
+        note(f"{len(self.trace):>3}. {text}")
+
+    def _changed(self) -> None:
+        self._moves = None
+        self._violations = None
+
+    # -- rules: one per kind of environment action, machine step and fault
+
+    publish = _kind_rule("publish", "A publisher takes an id, commits, or publishes to Redis.")
+    deliver = _kind_rule("deliver", "Redis delivers the next message (event or sentinel) to a replica.")
+    accept = _kind_rule("accept", "A replica accepts a client's stream (the load balancer picks it).")
+    refuse = _kind_rule("refuse", "A connection attempt is refused: no replica is up.")
+    replay = _kind_rule("replay", "Postgres answers a running replay query.")
+    receive = _kind_rule("receive", "A client receives the next frame on its stream.")
+    snapshot = _kind_rule("snapshot", "A client's snapshot (re-hydration) finishes loading.")
+    timer = _kind_rule("timer", "A due timer fires: heartbeat check, backoff, sentinel, sentinel timeout.")
+    tick = _kind_rule("tick", "Time passes: every running timer moves on by one tick.")
+    wake = _kind_rule("wake", "A sleeping laptop wakes; its timers are all due.")
+    reconnect = _kind_rule("reconnect", "A disconnected Redis subscriber reconnects.")
+    replica_up = _kind_rule("replica-up", "A replica that went down comes back up.")
+    trigger = _kind_rule("trigger", "The browser goes online or the page becomes visible.")
+    retry = _kind_rule("retry", "The user presses Retry on a failed client: recover().")
+
+    network_drop = _kind_rule("network.drop", "Fault: a client's stream drops; both ends see it.")
+    network_stall = _kind_rule("network.stall", "Fault: a client's stream goes silent without closing.")
+    clients_sleep = _kind_rule("clients.sleep", "Fault: a laptop sleeps; its timers and stream freeze.")
+    redis_subscriber_dies = _kind_rule("redis.subscriber_dies",
+                                       "Fault: a replica's subscriber link dies silently.")
+    redis_disconnect = _kind_rule("redis.disconnect", "Fault: a subscriber link drops visibly.")
+    postgres_replay_fails = _kind_rule("postgres.replay_fails", "Fault: a replay query fails.")
+    postgres_prune = _kind_rule("postgres.prune", "Fault: retention prunes the oldest kept event.")
+    replicas_down = _kind_rule("replicas.down", "Fault: a replica goes down and drops its streams.")
+
+    @precondition(lambda self: not any(self.moves(k) for k in RULED_KINDS))
+    @rule()
+    def quiescent(self) -> None:
+        """Nothing is enabled (no timer runs, nothing is owed): the world rests."""
+        note(f"{len(self.trace):>3}. (nothing can happen)")
+
+    # -- invariants: one per shared safety invariant, the checker's own predicate
+
+    holds_bounded_counter = _safety_invariant("bounded-counter")
+    holds_failed_only_after_max = _safety_invariant("failed-only-after-max")
+    holds_bounded_replay = _safety_invariant("bounded-replay")
+    holds_no_silent_stale = _safety_invariant("no-silent-stale")
+    holds_detection_bound = _safety_invariant("detection-bound")
+    holds_single_stream = _safety_invariant("single-stream")
+
+    def judge(self, name: str) -> None:
+        """Raise if the current state breaks the shared invariant ``name``."""
+        assert self.cfg is not None and self.state is not None
+        if self._violations is None:
+            self._violations = state_violations(self.cfg, self.state)
+        if name in self._violations:
+            self._fail(name, self.state, tuple(self.trace), f"{name} violated")
+
+    def _fail(self, name: str, s: State, trace: tuple[str, ...], what: str) -> None:
+        assert self.cfg is not None
+        self.broken = True
+        counters = type(self).counters
+        if "first_steps" not in counters:  # the cost of finding it, for benchmarks/bug_hunt.py
+            counters.update(first_runs=counters["runs"], first_steps=counters["steps"],
+                            first_seconds=time.perf_counter() - counters.get("started", 0.0))
+        raise violation_type(name)(_describe(self.cfg, trace, s, what), trace)
+
+    # -- the heal phase
+
+    def teardown(self) -> None:
+        """Heal: no more faults, drive to quiescence, judge safety on the way, then convergence."""
+        if not type(self).healing or self.broken or self.cfg is None or self.state is None:
+            return
+        cfg = self.cfg
+        healed = heal(cfg, self.state)
+        trace = tuple(self.trace)
+        for n, (text, s) in enumerate(zip(healed.steps, healed.states, strict=True), 1):
+            bad = state_violations(cfg, s)
+            if bad:
+                steps = (*trace, "-- heal --", *healed.steps[:n])
+                self._fail(bad[0], s, steps, f"{bad[0]} violated during the heal phase")
+            del text
+        if not healed.converged:
+            steps = (*trace, "-- heal --", *healed.steps[-30:])
+            self._fail(CONVERGENCE, healed.final, steps,
+                       f"convergence: {healed.reason}; clients {list(healed.not_converged)} "
+                       "not live and up to date (last 30 heal steps shown)")
+
+
+#: Every kind the world's transitions can have, each with its rule above.
+RULED_KINDS: tuple[str, ...] = (*PROGRESS_KINDS, *WORLD_FAULT_KINDS)
+
+
+# ---------------------------------------------------------------- running it for teeth and benchmarks
+
+
+def machine_for(fixes: Fixes, *, healing: bool = True, **sizes: int) -> type[WorldMachine]:
+    """A WorldMachine subclass whose configs have ``fixes`` (plus invisible ones) and pinned sizes."""
+    off = "_".join(n.replace("-", "_") for n in fixes.off()) or "all_fixes"
+    return type(f"WorldMachine_{off}", (WorldMachine,), {
+        "configs": world_configs(fixes=fixes, **sizes),
+        "healing": healing,
+        "counters": {"runs": 0, "steps": 0},
+        "__module__": __name__,
+    })
+
+
+class Found:
+    """What a search found: the invariant, the shrunk trace, and what finding it cost."""
+
+    def __init__(self, invariant: str, trace: tuple[str, ...], report: str, *,
+                 counters: dict[str, float], seconds: float, others: tuple[str, ...] = ()) -> None:
+        self.invariant = invariant
+        self.trace = trace
+        self.report = report  #: the violation's message and Hypothesis's falsifying example
+        self.runs = int(counters.get("first_runs", 0))  #: runs (examples) until the first violation
+        self.steps = int(counters.get("first_steps", 0))  #: rule steps over all those runs
+        self.first_seconds = counters.get("first_seconds", 0.0)  #: wall time to the first violation
+        self.seconds = seconds  #: wall time including shrinking
+        self.others = others  #: other invariants reported in the same run
+
+    def __repr__(self) -> str:
+        return f"Found({self.invariant!r}, {len(self.trace)} steps, runs={self.runs})"
+
+
+def find_violation(machine: type[WorldMachine], hypothesis_settings: settings) -> Found | None:
+    """Run ``machine`` under ``hypothesis_settings``; the shrunk violation, or None if none."""
+    counters = machine.counters
+    counters.clear()
+    counters.update(runs=0, steps=0, started=time.perf_counter())
+    caught: list[InvariantViolation] = []
+    try:
+        run_state_machine_as_test(machine, settings=hypothesis_settings)
+    except InvariantViolation as exc:
+        caught.append(exc)
+    except BaseExceptionGroup as group:
+        matched, rest = group.split(InvariantViolation)
+        if rest is not None or matched is None:
+            raise
+        caught.extend(e for e in _leaves(matched) if isinstance(e, InvariantViolation))
+    if not caught:
+        return None
+    top = caught[0]
+    notes = "\n".join(getattr(top, "__notes__", ()))
+    return Found(top.invariant, top.trace, f"{top}\n{notes}", counters=counters,
+                 seconds=time.perf_counter() - counters["started"],
+                 others=tuple(e.invariant for e in caught[1:]))
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
