@@ -198,6 +198,7 @@ class Bench:
         # network link
         self.refuse = False
         self.connect_delay = LINK_LATENCY
+        self.stall_new_streams = False  #: replicas accept streams but never send a byte
         self.stream_id = 0  #: the client's current stream (0: none)
         self._stream_ids = itertools.count(1)
         self.stalled: set[int] = set()
@@ -409,6 +410,8 @@ class Bench:
         self.session = se.initial()
         self.session_stream = stream  # subscribed to live fan-out before the row is read
         self._frame(stream, lambda now: cl.StreamOpened(now=now))
+        if self.stall_new_streams:
+            self.stalled.add(stream)  # the 200 got through; nothing after it will
         self.session_input(se.Open(last_event_id=last, topic=self.topic(), now=self.now))
 
     def _close_session(self) -> None:
@@ -455,7 +458,7 @@ class Bench:
             self._disarm("session", action.timer)
 
     def _fan_out(self, seq: int) -> None:
-        if self.session is not None and self.session.phase is not se.Phase.CLOSED:
+        if self.redis_alive and self.session is not None and self.session.phase is not se.Phase.CLOSED:
             self.session_input(se.LiveEvent(seq=seq, now=self.now))
 
     # -------------------------------------------------------------- redis
@@ -479,10 +482,13 @@ class Bench:
 
     def _subscriber_action(self, action: Action) -> None:
         if isinstance(action, sb.PublishSentinel):
+            token = action.token
+
+            def back() -> None:
+                if self.redis_alive:  # a link that died meanwhile loses it too
+                    self.subscriber_input(sb.SentinelReceived(token=token, now=self.now))
             if self.redis_alive:
-                token = action.token
-                self.at(self.now + 2 * REDIS_LATENCY, lambda: self.subscriber_input(
-                    sb.SentinelReceived(token=token, now=self.now)))
+                self.at(self.now + 2 * REDIS_LATENCY, back)
         elif isinstance(action, sb.Resubscribe):
             self.resubscribes += 1
             self.at(self.now + REDIS_LATENCY, lambda: self.subscriber_input(
@@ -683,10 +689,15 @@ def heartbeat_race(fixes: Fixes = ALL_FIXES) -> Outcome:
 # ---------------------------------------------------------------- 4. redis health
 
 
-def redis_health(fixes: Fixes = ALL_FIXES) -> Outcome:
-    """The subscriber's link dies silently: the sentinel detects it within 35 s."""
+def redis_health(fixes: Fixes = ALL_FIXES, *, died_at: float = 30.5) -> Outcome:
+    """The subscriber's link dies silently at ``died_at``: the sentinel detects it within 35 s.
+
+    The default, 30.5 s, is just after the first sentinel came back: close to the worst
+    case, a whole interval plus the timeout.
+    """
+    if not 0 < died_at < 60:
+        raise ValueError(f"died_at must be in (0, 60) seconds, got {died_at}")
     bench = Bench(fixes)
-    died_at = 30.5  # just after a sentinel came back: the worst case for detection
     bound = bench.subscriber_cfg.detection_bound
     bench.script(0.0, "the replica's subscriber connects",
                  lambda: bench.subscriber_input(sb.Ready(now=bench.now)))
@@ -694,8 +705,8 @@ def redis_health(fixes: Fixes = ALL_FIXES) -> Outcome:
     bench.script(5.0, "one event", lambda: bench.publish(1))
     bench.script(died_at, "redis: the subscriber's connection dies silently",
                  bench.kill_redis_link)
-    bench.script(40.0, "an event while the link is dead", lambda: bench.publish(1))
-    bench.script(50.0, "another", lambda: bench.publish(1))
+    bench.script(died_at + 0.5, "an event while the link is dead", lambda: bench.publish(1))
+    bench.script(died_at + 1.0, "another", lambda: bench.publish(1))
     bench.script(120.0, "one more event", lambda: bench.publish(1))
     horizon = 150.0
     bench.run_until(horizon)
@@ -730,8 +741,15 @@ def redis_health(fixes: Fixes = ALL_FIXES) -> Outcome:
 # ---------------------------------------------------------------- 5. max reconnect
 
 
-def max_reconnect(fixes: Fixes = ALL_FIXES) -> Outcome:
-    """Max attempts 3: ``failed``, cursor cleared; ``recover()`` re-hydrates, then reconnects."""
+def max_reconnect(fixes: Fixes = ALL_FIXES, *, outage: str = "refused") -> Outcome:
+    """Max attempts 3: ``failed``, cursor cleared; ``recover()`` re-hydrates, then reconnects.
+
+    ``outage`` is how the replicas fail for 295 s: ``"refused"`` (every connect is refused,
+    so attempts fail and back off) or ``"stalled"`` (every connect is accepted, then the
+    stream stays silent, so the heartbeat monitor ends each attempt: the proactive path).
+    """
+    if outage not in ("refused", "stalled"):
+        raise ValueError(f"outage must be 'refused' or 'stalled', got {outage!r}")
     max_attempts = 3
     bench = Bench(fixes, max_attempts=max_attempts)
     down_at, up_at, retry_at = 5.0, 300.0, 310.0
@@ -746,11 +764,14 @@ def max_reconnect(fixes: Fixes = ALL_FIXES) -> Outcome:
     bench.client_hooks.append(hook)
 
     def down() -> None:
-        bench.refuse = True
+        if outage == "refused":
+            bench.refuse = True
+        else:
+            bench.stall_new_streams = True
         bench.drop_stream()
 
     def up() -> None:
-        bench.refuse = False
+        bench.refuse = bench.stall_new_streams = False
 
     def retry() -> None:
         if bench.client.status is cl.Status.FAILED:
@@ -760,7 +781,9 @@ def max_reconnect(fixes: Fixes = ALL_FIXES) -> Outcome:
                                  f"{bench.client.status.value}")
     bench.script(0.0, "client starts", lambda: bench.client_input(cl.Start(now=bench.now)))
     bench.script(1.0, "one event", lambda: bench.publish(1))
-    bench.script(down_at, "every replica goes down: the stream drops, connects are refused", down)
+    bench.script(down_at, "every replica goes down: the stream drops, " + (
+        "connects are refused" if outage == "refused" else
+        "connects are accepted but stay silent"), down)
     bench.script(15.0, "an event while the replicas are down", lambda: bench.publish(1))
     bench.script(up_at, "the replicas are back", up)
     bench.script(retry_at, "the user presses Retry: recover()", retry)
