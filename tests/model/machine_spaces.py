@@ -124,7 +124,8 @@ def session_rows(state: se.SessionState) -> tuple[se.ReplayRows, ...]:
 SESSION_STATIC_KINDS: dict[str, tuple[se.SessionInput, ...]] = {
     "Open": SESSION_OPENS,
     "ReplayError": (se.ReplayError(),),
-    "LiveEvent": tuple(se.LiveEvent(seq=s) for s in range(1, 8)),
+    "LiveEvent": (*(se.LiveEvent(seq=s) for s in range(1, 8)), se.LiveEvent(seq=3, epoch=0),
+                  se.LiveEvent(seq=3, epoch=1)),
     "Resync": (se.Resync(topic=se.TopicHead(0, 3)), se.Resync(topic=se.TopicHead(0, 7))),
     "TimerFired(heartbeat)": (se.TimerFired(timer=se.HEARTBEAT),),
     "TimerFired(unknown)": (se.TimerFired(timer="no-such-timer"),),

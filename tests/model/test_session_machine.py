@@ -100,6 +100,11 @@ def check_handled(cfg: se.SessionConfig, s: se.SessionState, e: se.SessionInput,
     if n.phase is se.Phase.LIVE:
         assert n.buffer == () and n.upto is None
 
+    # event-epoch: a live event of another epoch is not this stream's sequence.
+    if isinstance(e, se.LiveEvent) and e.epoch is not None and e.epoch != s.epoch \
+            and fixes.event_epoch:
+        assert (n, actions) == (s, [])
+
     # Heartbeats prove the connection whatever else happens.
     if isinstance(e, se.TimerFired):
         assert n == s
