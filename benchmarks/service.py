@@ -1,0 +1,301 @@
+"""Benchmark the resilient service against a bare sse-starlette + Redis broadcast app.
+
+Prints one JSON document. For each app (each in its own uvicorn process on
+loopback): STREAMS concurrent streams (USERS users, STREAMS / USERS streams each)
+held by one asyncio load generator, publishes stepped up through RATES (events
+per second, each for STEP_S seconds) and, per step, deliveries per second and
+the p50/p99 publish-to-receive latency. The resilient app runs every fix; the
+ratio of its throughput to the bare app's is the price of resilience. Then a
+reconnect storm on the resilient app: every stream drops and reconnects at once
+with a stale cursor; the replay rows read (total and per replay, from /metrics)
+and /health/live's answer time during the storm.
+
+Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]``
+(Redis and Postgres as for the integration tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from service.auth import issue_token  # noqa: E402
+
+SECRET = "benchmark-secret-" + "b" * 24
+DATABASE_URL = os.environ.get("SSELAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+T_RE = re.compile(rb'"t":\s*([0-9.]+)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(app: str, env: dict[str, str], app_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", app, "--app-dir", str(app_dir),
+         "--port", str(port), "--no-access-log", "--log-level", "warning",
+         "--timeout-graceful-shutdown", "1", "--backlog", "4096"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+class Reader:
+    """One raw SSE stream: counts events and records publish-to-receive latency."""
+
+    def __init__(self, port: int, user: str, tok: str, sink: list[float],
+                 last_event_id: str | None = None) -> None:
+        self.port, self.tok, self.sink, self.last_event_id = port, tok, sink, last_event_id
+        self.user = user
+        self.received = 0
+        self.last_id: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.ok = asyncio.Event()
+
+    async def run(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
+        extra = f"Last-Event-ID: {self.last_event_id}\r\n" if self.last_event_id else ""
+        writer.write((f"GET /stream HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.tok}"
+                      f"\r\nAccept: text/event-stream\r\n{extra}\r\n").encode())
+        await writer.drain()
+        try:
+            status = await reader.readline()
+            if b" 200 " not in status:
+                raise RuntimeError(status.decode())
+            self.ok.set()
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                if line.startswith(b"id: "):
+                    self.last_id = line[4:].strip().decode()
+                elif line.startswith(b"data: ") and b'"t"' in line:
+                    match = T_RE.search(line)
+                    if match:
+                        self.received += 1
+                        self.sink.append(time.time() - float(match.group(1)))
+        finally:
+            writer.close()
+
+
+async def open_streams(port: int, users: list[str], per_user: int, sink: list[float],
+                       cursors: dict[str, str] | None = None) -> list[Reader]:
+    readers = []
+    for user in users:
+        tok = issue_token(SECRET, user, ttl=3600)
+        for _ in range(per_user):
+            r = Reader(port, user, tok, sink, (cursors or {}).get(user))
+            r.task = asyncio.create_task(r.run())
+            readers.append(r)
+    for i in range(0, len(readers), 200):
+        await asyncio.wait_for(asyncio.gather(*(r.ok.wait() for r in readers[i:i + 200])), 60)
+    return readers
+
+
+async def publish_at(http: httpx.AsyncClient, port: int, users: list[str], rate: float,
+                     seconds: float, pub: str) -> tuple[int, int]:
+    """Publish round-robin to users at ``rate``/s for ``seconds``; return (sent, failed)."""
+    sent = failed = 0
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(user: str) -> None:
+        nonlocal sent, failed
+        try:
+            response = await http.post(f"http://127.0.0.1:{port}/events", json={
+                "user": user, "type": "bench", "data": {"t": time.time()}},
+                headers={"Authorization": f"Bearer {pub}"})
+            if response.status_code == 201:
+                sent += 1
+            else:
+                failed += 1
+        except httpx.HTTPError:
+            failed += 1
+
+    start_t = time.monotonic()
+    n = 0
+    while (elapsed := time.monotonic() - start_t) < seconds:
+        due = int(elapsed * rate) + 1
+        while n < due:
+            task = asyncio.create_task(one(users[n % len(users)]))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+        await asyncio.sleep(0.005)
+    if pending:
+        await asyncio.wait(pending, timeout=10)
+    return sent, failed
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
+
+
+async def load(port: int, users: list[str], per_user: int, rates: list[float], step_s: float
+               ) -> tuple[list[dict[str, Any]], list[Reader]]:
+    sink: list[float] = []
+    readers = await open_streams(port, users, per_user, sink)
+    pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
+    steps = []
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=30) as http:
+        for rate in rates:
+            sink.clear()
+            before = sum(r.received for r in readers)
+            t0 = time.monotonic()
+            sent, failed = await publish_at(http, port, users, rate, step_s, pub)
+            await asyncio.sleep(1.0)  # let deliveries drain
+            took = time.monotonic() - t0
+            delivered = sum(r.received for r in readers) - before
+            expected = sent * per_user
+            steps.append({"publish_rate": rate, "published": sent, "publish_failed": failed,
+                          "deliveries": delivered, "expected_deliveries": expected,
+                          "deliveries_per_s": round(delivered / (took - 1.0), 1),
+                          "p50_ms": pct(sink, 0.5), "p99_ms": pct(sink, 0.99)})
+    return steps, readers
+
+
+def metric(port: int, name: str) -> float:
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def storm(port: int, readers: list[Reader], users: list[str], per_user: int,
+                stale_back: int) -> dict[str, Any]:
+    """Drop every stream, then reconnect all at once ``stale_back`` events behind."""
+    cursors = {}
+    for r in readers:
+        if r.last_id:
+            epoch, seq = r.last_id.split("-")
+            cursors.setdefault(r.user, f"{epoch}-{max(0, int(seq) - stale_back)}")
+    for r in readers:
+        assert r.task is not None
+        r.task.cancel()
+    await asyncio.gather(*(r.task for r in readers if r.task), return_exceptions=True)
+    rows0, replays0 = metric(port, "sselab_replay_rows_total"), _replays(port)
+    health: list[float] = []
+
+    async def probe() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for _ in range(20):
+                t0 = time.monotonic()
+                await http.get(f"http://127.0.0.1:{port}/health/live")
+                health.append(time.monotonic() - t0)
+                await asyncio.sleep(0.1)
+
+    t0 = time.monotonic()
+    sink: list[float] = []
+    prober = asyncio.create_task(probe())
+    again = await open_streams(port, users, per_user, sink, cursors)
+    reconnected = time.monotonic() - t0
+    await prober
+    await asyncio.sleep(1.0)
+    rows, replays = metric(port, "sselab_replay_rows_total") - rows0, _replays(port) - replays0
+    for r in again:
+        assert r.task is not None
+        r.task.cancel()
+    await asyncio.gather(*(r.task for r in again if r.task), return_exceptions=True)
+    return {"streams": len(again), "cursor_events_behind": stale_back,
+            "all_reconnected_s": round(reconnected, 2), "replay_queries": replays,
+            "replay_rows_total": rows, "rows_per_replay": round(rows / replays, 2) if replays else 0,
+            "health_live_max_ms": round(max(health) * 1000, 1),
+            "health_live_answered": len(health)}
+
+
+def _replays(port: int) -> float:
+    total = 0.0
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        if line.startswith("sselab_replays_total{"):
+            total += float(line.split()[-1])
+    return total
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    per_user = max(1, args.streams // args.users)
+    rates = [float(r) for r in args.rates.split(",")]
+    run_id = secrets.token_hex(3)
+    users = [f"bench-{run_id}-{i}" for i in range(args.users)]
+    schema = f"sselab_bench_{run_id}"
+    result: dict[str, Any] = {"streams": per_user * len(users), "users": len(users),
+                              "streams_per_user": per_user, "step_s": args.step_s,
+                              "cpus": os.cpu_count()}
+    env = {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
+           "SSELAB_LOG_LEVEL": "ERROR"}
+    proc, port = start("service.app:create_app", env, ROOT)
+    try:
+        steps, readers = await load(port, users, per_user, rates, args.step_s)
+        result["resilient"] = steps
+        # a second epoch of publishing so cursors can be stale
+        pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=30) as http:
+            await publish_at(http, port, users, 400, 2.0, pub)
+        await asyncio.sleep(1.0)
+        result["reconnect_storm"] = await storm(port, readers, users, per_user, args.stale)
+    finally:
+        proc.kill()
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    # Bare: the same tokens are used only to carry the user.
+    proc, port = start("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
+                       ROOT / "benchmarks")
+    try:
+        steps, readers = await load(port, users, per_user, rates, args.step_s)
+        result["bare"] = steps
+        for r in readers:
+            assert r.task is not None
+            r.task.cancel()
+        await asyncio.gather(*(r.task for r in readers if r.task), return_exceptions=True)
+    finally:
+        proc.kill()
+    result["throughput_ratio"] = [
+        round(a["deliveries_per_s"] / b["deliveries_per_s"], 3) if b["deliveries_per_s"] else None
+        for a, b in zip(result["resilient"], result["bare"], strict=True)]
+    ok = [s for s in result["resilient"]
+          if s["deliveries"] >= 0.99 * s["expected_deliveries"] and (s["p99_ms"] or 1e9) < 100]
+    result["sustained_rate_p99_under_100ms"] = ok[-1]["publish_rate"] if ok else None
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rates", default="25,50,100,200")
+    parser.add_argument("--step-s", type=float, default=4.0)
+    parser.add_argument("--stale", type=int, default=20, help="events behind at the storm")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
