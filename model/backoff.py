@@ -101,6 +101,8 @@ def ceiling(policy: BackoffPolicy, attempt: int) -> float:
 
 def delay(policy: BackoffPolicy, attempt: int, u: float, previous: float | None = None) -> float:
     """The wait before attempt ``attempt`` given the draw ``u`` (and the previous delay)."""
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
     if not 0.0 <= u < 1.0:
         raise ValueError(f"the uniform draw must be in [0, 1), got {u}")
     kind = policy.kind
@@ -172,6 +174,8 @@ def _decorrelated_means(policy: BackoffPolicy, attempts: int, bins: int = 4096) 
 
 def mean_delay(policy: BackoffPolicy, attempt: int) -> float:
     """The expected wait before attempt ``attempt`` (exact but for decorrelated's grid)."""
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
     kind = policy.kind
     if kind is Kind.NONE:
         return 0.0

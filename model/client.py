@@ -409,6 +409,10 @@ def _mark_stable(cfg: ClientConfig, state: ClientState, now: float, actions: Act
 
 def _on_start(cfg: ClientConfig, s: ClientState, e: ClientInput) -> tuple[ClientState, Actions]:
     acts: Actions = []
+    if s.rehydration is Rehydration.RETRY:  # a snapshot is still owed: load it before streaming
+        acts.append(StartRehydrate(head_first=cfg.fixes.head_before_snapshot))
+        n = s._replace(status=Status.CONNECTING, attempts=0, rehydration=Rehydration.RUNNING)
+        return _status(n, s, acts), acts
     return _status(_open(cfg, s._replace(attempts=0), e.now, acts), s, acts), acts
 
 
@@ -570,7 +574,7 @@ def _on_rehydrate_failed(cfg: ClientConfig, s: ClientState, e: ClientInput
         raise LocalProtocolError("snapshot failure reported, but none is in flight",
                                  hint="report RehydrateFailed only after StartRehydrate")
     acts: Actions = []
-    if s.status in (Status.FAILED, Status.WAITING):  # already down; retry on wake-up
+    if s.status in (Status.FAILED, Status.WAITING, Status.IDLE):  # down: retry on wake-up
         retry = Rehydration.NONE if s.status is Status.FAILED else Rehydration.RETRY
         return s._replace(rehydration=retry), acts
     # The client cannot call itself up to date: drop the stream, back off, load again.
@@ -598,8 +602,8 @@ TRANSITIONS: dict[tuple[Status, type[ClientInput]], Handler] = {
     (K, HeartbeatReceived): _on_heartbeat,
     (K, ReplayTruncated): _on_truncated,
     (K, ReplayFailed): _on_replay_failed,
-    **{(st, RehydrateDone): _on_rehydrated for st in (C, K, W, F)},
-    **{(st, RehydrateFailed): _on_rehydrate_failed for st in (C, K, W, F)},
+    **{(st, RehydrateDone): _on_rehydrated for st in (I_, C, K, W, F)},
+    **{(st, RehydrateFailed): _on_rehydrate_failed for st in (I_, C, K, W, F)},
     (W, Online): _wake,
     (W, Visible): _wake,
     (F, Online): _on_recover,

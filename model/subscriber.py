@@ -350,6 +350,7 @@ def step(cfg: SubscriberConfig, state: SubscriberState, event: SubscriberInput
     if handler is None:
         raise LocalProtocolError(
             f"subscriber in {state.health.value!r} cannot take {event.__class__.__name__}",
-            hint="after 'ended' only Ready (a new connection) is accepted",
+            hint="accepted here: " + ", ".join(
+                sorted(t.__name__ for (h, t) in TRANSITIONS if h is state.health)),
         )
     return handler(cfg, state, event)

@@ -131,14 +131,7 @@ def test_a_draw_outside_the_unit_interval_is_refused(u: float) -> None:
 
 
 CHECKED_KINDS = [Kind.EXPONENTIAL, Kind.FULL, Kind.EQUAL, Kind.GRPC]
-UNCHECKED = pytest.mark.xfail(strict=True, reason=(
-    "backoff bug: delay() and mean_delay() check the attempt number only for kinds that "
-    "reach ceiling(); Kind.NONE returns 0.0 and Kind.DECORRELATED returns a delay for "
-    "attempt 0 (mean_delay even raises IndexError from an empty list). Fix in "
-    "model/backoff.py: at the top of delay() and mean_delay(), `if attempt < 1: raise "
-    "ValueError(f\"attempt numbers start at 1, got {attempt}\")`."))
-ALL_KINDS = [*CHECKED_KINDS, pytest.param(Kind.NONE, marks=UNCHECKED),
-             pytest.param(Kind.DECORRELATED, marks=UNCHECKED)]
+ALL_KINDS = [*CHECKED_KINDS, Kind.NONE, Kind.DECORRELATED]
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)

@@ -246,15 +246,9 @@ def test_triggers_merge_into_one_attempt() -> None:
     assert second == []
 
 
-# ---------------------------------------------------------------- found bugs
+# ---------------------------------------------------------------- bugs the tests found (fixed)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client bug: Stop during a re-hydration leaves rehydration=RUNNING in status idle, and "
-    "(idle, RehydrateDone) is not in TRANSITIONS, so the shell's report of the snapshot in "
-    "flight raises LocalProtocolError. Fix in model/client.py: accept RehydrateDone and "
-    "RehydrateFailed in IDLE too, with _on_rehydrate_failed treating IDLE like WAITING "
-    "(keep RETRY, no backoff)."))
 def test_a_snapshot_finishing_after_stop_is_accepted() -> None:
     cfg = client_config(Fixes())
     s = cl.initial(EventId(0, 1))
@@ -266,12 +260,6 @@ def test_a_snapshot_finishing_after_stop_is_accepted() -> None:
     assert not any(isinstance(a, cl.OpenStream) for a in actions)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client bug: a snapshot that failed before Stop is owed (rehydration=RETRY), but Start "
-    "opens the stream directly and nothing retries the snapshot while connected: the client "
-    "stays rehydrating (never live) until the stream drops. Fix in model/client.py "
-    "_on_start: when s.rehydration is RETRY, emit StartRehydrate and go to CONNECTING with "
-    "rehydration RUNNING and no stream (as _wake does); RehydrateDone then opens the stream."))
 def test_a_restart_reloads_a_snapshot_that_failed_before_stop() -> None:
     cfg = client_config(Fixes())
     s = cl.initial(EventId(0, 1))

@@ -161,12 +161,6 @@ def test_a_silent_death_is_detected_within_interval_plus_timeout() -> None:
     assert sb.view(cfg, s, 35.0) == sb.HealthView(False, "unhealthy", s.reason, None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "subscriber bug (message only): a refused input's hint says \"after 'ended' only Ready "
-    "(a new connection) is accepted\" whatever the health, although ended also accepts "
-    "SentinelReceived and TimerFired, unlike the client and session, whose hints list what "
-    "is accepted. Fix in model/subscriber.py step(): hint=\"accepted here: \" + "
-    "\", \".join(sorted(t.__name__ for (h, t) in TRANSITIONS if h is state.health))."))
 def test_refusal_hint_lists_what_is_accepted() -> None:
     cfg = sb.SubscriberConfig()
     ended = sb.SubscriberState(health=sb.Health.ENDED)
