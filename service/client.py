@@ -136,9 +136,8 @@ class EventStreamClient:
         self.feed(machine.Start(now=self.timers.now()))
 
     def stop(self) -> None:
-        """Stop streaming."""
+        """Stop streaming (a snapshot in flight still reports; the machine takes it idle)."""
         self.feed(machine.Stop(now=self.timers.now()))
-        self._cancel_rehydrate()
 
     def recover(self) -> None:
         """The user pressed Retry: re-hydrate, then reconnect (only from ``failed``)."""

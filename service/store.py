@@ -135,28 +135,22 @@ class Store:
     async def publish(self, topic: str, type_: str, data: Any) -> tuple[EventId, float]:
         """Commit one event; return its id and commit time (Unix seconds)."""
         payload = json.dumps(data, separators=(",", ":"))
+        if self.topic_sequence:
+            take = self._q("UPDATE {s}.topics SET head = head + 1 WHERE topic = %s "
+                           "RETURNING epoch, head")
+        else:
+            # The seed's code: one shared sequence, drawn before the topic row is locked.
+            take = self._q("WITH n AS (SELECT nextval('{s}.shared_seq') AS seq) "
+                           "UPDATE {s}.topics SET head = GREATEST(head, n.seq) FROM n "
+                           "WHERE topic = %s RETURNING epoch, n.seq")
         async with self.pool.connection() as conn:
-            await self._ensure_topic(conn, topic)
             async with conn.transaction():
-                if self.topic_sequence:
-                    cur = await conn.execute(self._q(
-                        "UPDATE {s}.topics SET head = head + 1 WHERE topic = %s "
-                        "RETURNING epoch, head"), (topic,))
-                    row = await cur.fetchone()
-                    assert row is not None
-                    epoch, seq = int(row[0]), int(row[1])
-                else:
-                    # The seed's code: one shared sequence, drawn before the row lock.
-                    cur = await conn.execute(self._q("SELECT nextval('{s}.shared_seq')"))
-                    row = await cur.fetchone()
-                    assert row is not None
-                    seq = int(row[0])
-                    cur = await conn.execute(self._q(
-                        "UPDATE {s}.topics SET head = GREATEST(head, %s) WHERE topic = %s "
-                        "RETURNING epoch"), (seq, topic))
-                    row = await cur.fetchone()
-                    assert row is not None
-                    epoch = int(row[0])
+                row = await (await conn.execute(take, (topic,))).fetchone()
+                if row is None:  # the topic's first event: create its row, then take again
+                    await self._ensure_topic(conn, topic)
+                    row = await (await conn.execute(take, (topic,))).fetchone()
+                assert row is not None
+                epoch, seq = int(row[0]), int(row[1])
                 cur = await conn.execute(self._q(
                     "INSERT INTO {s}.events (topic, seq, type, data) VALUES (%s, %s, %s, %s) "
                     "RETURNING extract(epoch FROM created_at)::float8"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,7 +53,8 @@ class StreamSession:
         self._replay = replay
         self._read_head = read_head
         self._metrics = metrics
-        self._payloads: dict[int, tuple[str, str, float]] = {}  # seq -> (type, data, committed)
+        #: event id -> (type, data JSON, commit time), held until the machine says Send
+        self._payloads: dict[EventId, tuple[str, str, float]] = {}
         self._early: list[LiveMessage] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -70,10 +72,10 @@ class StreamSession:
         if self.state.phase is Phase.NEW:
             self._early.append(msg)
             return
-        if msg.event_id.epoch != self.state.epoch:
-            return  # another epoch's log is not this stream's sequence
-        self._payloads.setdefault(msg.event_id.seq, (msg.type, msg.data, msg.committed_at))
-        self._feed(session.LiveEvent(now=self.timers.now(), seq=msg.event_id.seq))
+        self._payloads.setdefault(msg.event_id, (msg.type, msg.data, msg.committed_at))
+        # The machine drops an event of another epoch (``event-epoch``).
+        self._feed(session.LiveEvent(now=self.timers.now(), seq=msg.event_id.seq,
+                                     epoch=msg.event_id.epoch))
 
     def resync(self) -> None:
         """The subscriber recovered: read the head and feed ``Resync``."""
@@ -99,14 +101,14 @@ class StreamSession:
         self.state, actions = session.step(self.cfg, self.state, event)
         for action in actions:
             self._perform(action)
-        cursor = self.state.cursor
-        for seq in [s for s in self._payloads if s <= cursor]:
-            del self._payloads[seq]  # sent, or covered by a signal: never needed again
+        epoch, cursor = self.state.epoch, self.state.cursor
+        for key in [k for k in self._payloads if k.seq <= cursor or k.epoch != epoch]:
+            del self._payloads[key]  # sent, covered by a signal, or not of this log
 
     def _perform(self, action: Action) -> None:
         m = self._metrics
         if isinstance(action, session.Send):
-            payload = self._payloads.get(action.event_id.seq)
+            payload = self._payloads.get(action.event_id)
             if payload is None:
                 log.error("no payload for an event the session sent",
                           extra={"topic": self.topic, "event_id": str(action.event_id)})
@@ -114,6 +116,7 @@ class StreamSession:
             self.queue.put_nowait((str(action.event_id), payload[0], payload[1]))
             if m is not None:
                 m.sent.inc()
+                m.fanout_latency.observe(max(0.0, time.time() - payload[2]))
         elif isinstance(action, session.SendHeartbeat):
             self.queue.put_nowait((None, "heartbeat", "{}"))
             if m is not None:
@@ -154,7 +157,8 @@ class StreamSession:
             self._metrics.replays.labels(outcome="rows").inc()
             self._metrics.replay_rows.inc(len(result.rows))
         for row in result.rows:
-            self._payloads.setdefault(row.seq, (row.type, row.data, row.created_at))
+            self._payloads.setdefault(EventId(self.state.epoch, row.seq),
+                                      (row.type, row.data, row.created_at))
         self._feed(session.ReplayRows(now=self.timers.now(),
                                       seqs=tuple(r.seq for r in result.rows), floor=result.floor))
 
