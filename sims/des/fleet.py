@@ -49,8 +49,17 @@ Deliberate divergences, for speed, each exact for the machines' inputs:
 * **Server-side closes are seen by both ends at once** (a replica restart, a
   drop), as in the checker's world; a client's own close reaches the replica at
   once too. Frames, connects and snapshot requests take ``NETWORK_LATENCY_S``.
+* **The load balancer routes by readiness**: to the replica with the fewest
+  streams among those up whose ``/health/ready`` (``model.subscriber.view``) says
+  ready; when none is, the attempt gets a 503. With ``subscriber-health`` off the
+  view is always ready, as the seed's health endpoint was.
 * **Publishers write on their own connections**: commits do not queue in the
   replicas' pools, and always succeed; ``postgres.errors`` hits the SSE reads.
+* **The HTTP client times out.** An attempt with no answer after
+  ``CONNECT_TIMEOUT_S`` is reported as ``StreamFailed("connect timeout")``, as
+  ``StreamFailed`` documents; without it an attempt on a half-open connection
+  would hang for ever (the heartbeat monitor, with heartbeat-guard on, ignores a
+  client that is connecting).
 * **A sleeping laptop's stream is dead**: the server drops its side when the lid
   closes; answers that arrive during the sleep are lost, and an attempt or a
   snapshot in flight fails when the laptop wakes.
@@ -114,15 +123,21 @@ _NOTHING_MISSING_OK = {live: covered(f) for live, f in _NOTHING_MISSING.items()}
 
 
 class Watch:
-    """A client disturbed (or maybe disturbed) by one incident, until it is back in sync."""
+    """A client a fault may disturb, followed until it is back in sync.
 
-    __slots__ = ("disturbed_at", "done", "end", "fault", "incident")
+    Back in sync: live, missing nothing that is not on its way, and holding every
+    event committed to its topic by the end of the fault (or by the moment it was
+    disturbed, if that came later).
+    """
+
+    __slots__ = ("disturbed_at", "done", "end", "fault", "incident", "target")
 
     def __init__(self, incident: int, fault: str, end: float) -> None:
         self.incident = incident
         self.fault = fault
         self.end = end
         self.disturbed_at: float | None = None
+        self.target: int | None = None  #: the seq the client must hold to be back in sync
         self.done = False
 
 
@@ -398,6 +413,8 @@ class Client:
         self.connects += 1
         ev = fleet.env.timeout(fleet.latency, conn)
         ev.callbacks.append(fleet.route)
+        deadline = fleet.env.timeout(fleet.settings.connect_timeout, conn)
+        deadline.callbacks.append(fleet.connect_deadline)
 
     def _close(self) -> None:
         conn = self.conn
@@ -605,6 +622,9 @@ class Replica:
         self.up = False
         self.gen += 1
         self.resyncing = False
+        for row in self.detect:  # the restart cured it before anything had to notice
+            row[6] = "replica restarted before detection"
+        self.detect.clear()
         for name in self.sub_gen:
             self.sub_gen[name] += 1
             self.sub_armed[name] = False
@@ -1042,10 +1062,12 @@ class Fleet:
             if w.disturbed_at is None:
                 if not good:
                     w.disturbed_at = now
+                    if now >= w.end:
+                        w.target = max(w.target or 0, self.head[c.topic])
                 elif now > w.end + WATCH_HORIZON_S:
                     continue  # untouched: not affected
                 keep.append(w)
-            elif good:
+            elif good and w.target is not None and c.applied >= w.target:
                 w.done = True
                 self.rec.resync.append((w.incident, w.fault, c.idx, w.end, w.disturbed_at, now))
             else:
@@ -1056,6 +1078,7 @@ class Fleet:
         """Follow ``targets`` until the incident's disturbance of them is over."""
         fault, text = self.faults[incident]
         end = fault.end
+        watches = []
         for c in targets:
             w = Watch(incident, text, end)
             if c.watches is None:
@@ -1063,7 +1086,18 @@ class Fleet:
             else:
                 c.watches.append(w)
             self.watches.append((c, w))
+            watches.append((c, w))
             self.judge(c)
+        ev = self.env.timeout(max(0.0, end - self.env.now))
+        ev.callbacks.append(functools.partial(self._fault_end, watches))
+
+    def _fault_end(self, watches: list[tuple[Client, Watch]], _ev: Any) -> None:
+        """The fault is over: fix what each client must hold to be back in sync."""
+        head = self.head
+        for c, w in watches:
+            if not w.done:
+                w.target = max(w.target or 0, head[c.topic])
+                self.judge(c)
 
     # ------------------------------------------------------------ clients
 
@@ -1108,7 +1142,7 @@ class Fleet:
     # ------------------------------------------------------------ the network
 
     def route(self, ev: Any) -> None:
-        """A stream attempt reached the load balancer: least connections among live replicas."""
+        """A stream attempt reached the load balancer: least connections among ready replicas."""
         conn: Conn = ev.value
         if conn.dead:
             return
@@ -1119,9 +1153,12 @@ class Fleet:
             replica.accept(conn)
 
     def _pick(self) -> Replica | None:
+        """Least connections among the replicas whose readiness (``subscriber.view``) is ready."""
         best: Replica | None = None
+        now = self.env.now
         for replica in self.replicas:
-            if replica.up and (best is None or len(replica.sessions) < len(best.sessions)):
+            if (replica.up and (best is None or len(replica.sessions) < len(best.sessions))
+                    and subm.view(self.subcfg, replica.sub, now).ready):
                 best = replica
         return best
 
@@ -1161,6 +1198,18 @@ class Fleet:
                 answer(True, at_end, at_start, "")
 
         self.db.query(replica, "snapshot", read, done)
+
+    def connect_deadline(self, ev: Any) -> None:
+        """The HTTP client's timeout: an attempt still unanswered fails (``StreamFailed``)."""
+        conn: Conn = ev.value
+        c = conn.client
+        if conn is not c.conn or conn.opened or conn.dead or c.asleep:
+            return
+        c.conn = None
+        self.sever(conn, "connect timeout", tell_client=False)
+        c.feed(cm.StreamFailed(now=self.env.now, reason="connect timeout", u=self.rng.random()))
+        c.reschedule()
+        self.judge(c)
 
     def send(self, conn: Conn, frames: list[tuple[Any, ...]]) -> None:
         """Put frames on the wire towards the client."""

@@ -43,7 +43,8 @@ import yaml
 from model.faults import Fault, FaultError, fault_from_mapping
 from sims.des.settings import ScenarioError, Settings, settings_from_mapping
 
-__all__ = ["PRESETS", "Preset", "Scenario", "ScenarioError", "load_scenario", "preset_names"]
+__all__ = ["PRESETS", "Preset", "Scenario", "ScenarioError", "load_scenario", "preset_names",
+           "schedule_toml"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -127,6 +128,20 @@ PRESETS: dict[str, Preset] = {
         "streams drop every 15 s for two minutes, Redis links flap, replica 0 bounces",
         _flapping),
 }
+
+
+def schedule_toml(faults: Sequence[Fault]) -> str:
+    """A fault schedule as ``[[faults]]`` tables, ready to paste into a scenario file."""
+    blocks = []
+    for fault in faults:
+        lines = [f"# {fault}", "[[faults]]", f'fault = "{fault.kind}"', f"at = {_num(fault.at)}"]
+        lines += [f"{name} = {_num(value)}" for name, value in fault.args]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def preset_names() -> list[str]:

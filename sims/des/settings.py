@@ -42,6 +42,7 @@ STARTUP_S = 60.0  #: clients start uniformly over the first STARTUP_S seconds
 
 # ---------------------------------------------------------------- the network
 NETWORK_LATENCY_S = 0.05  #: one way, client <-> load balancer <-> replica, seconds
+CONNECT_TIMEOUT_S = 10.0  #: the HTTP client gives an unanswered attempt up after this, seconds
 DROP_RATE_PER_H = 0.0  #: background network drops per client per hour
 SLEEP_RATE_PER_H = 0.0  #: background laptop sleeps per client per hour
 SLEEP_MEDIAN_S = 600.0  #: median of a background sleep (log-normal), seconds
@@ -89,6 +90,7 @@ class Settings:
     publish_rate: float = PUBLISH_RATE_HZ
     startup: float = STARTUP_S
     network_latency: float = NETWORK_LATENCY_S
+    connect_timeout: float = CONNECT_TIMEOUT_S
     drop_rate_per_h: float = DROP_RATE_PER_H
     sleep_rate_per_h: float = SLEEP_RATE_PER_H
     sleep_median: float = SLEEP_MEDIAN_S
@@ -214,6 +216,8 @@ SETTINGS: dict[str, SettingInfo] = {
     "publish_rate": SettingInfo(float, 0, "events per second per topic (Poisson)"),
     "startup": SettingInfo(float, 0, "clients start uniformly over the first this many seconds"),
     "network_latency": SettingInfo(float, 0, "one-way client <-> replica latency, seconds"),
+    "connect_timeout": SettingInfo(float, 0, "HTTP client's limit for an unanswered attempt, "
+                                   "seconds", strict=True),
     "drop_rate_per_h": SettingInfo(float, 0, "background network drops per client per hour"),
     "sleep_rate_per_h": SettingInfo(float, 0, "background laptop sleeps per client per hour"),
     "sleep_median": SettingInfo(float, 0, "median background sleep, seconds", strict=True),

@@ -1,13 +1,14 @@
 """Hypothesis strategies for timed fault schedules, in the one fault vocabulary.
 
-A drawn schedule is a :class:`Schedule`: a tuple of :class:`model.faults.Fault`
-whose repr is the schedule itself, one ``str(Fault)`` per line, so a shrunk
-counterexample reads as faults a user can paste into a scenario (or turn into
-``[[faults]]`` tables with :func:`sims.des.scenarios.schedule_toml`).
+A drawn schedule is a :class:`Schedule` of :class:`model.faults.Fault` values
+whose repr lists each as ``str(Fault)``, so a shrunk counterexample reads as
+faults a user can paste into ``--fault`` (or turn into ``[[faults]]`` tables
+with :func:`sims.des.scenarios.schedule_toml`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hypothesis import strategies as st
@@ -17,21 +18,30 @@ from model.faults import FAULTS, Fault, Param, fault_from_mapping
 __all__ = ["Schedule", "fault_schedules", "faults"]
 
 
-class Schedule(tuple[Fault, ...]):
-    """A fault schedule whose repr pastes back: one fault per line."""
+class Schedule:
+    """A fault schedule whose repr pastes back: each fault as ``str(Fault)``."""
 
-    __slots__ = ()
+    __slots__ = ("faults",)
+
+    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        self.faults = tuple(faults)
+
+    def __iter__(self) -> Iterator[Fault]:
+        return iter(self.faults)
+
+    def __len__(self) -> int:
+        return len(self.faults)
 
     def __repr__(self) -> str:
-        if not self:
-            return "Schedule()  # no faults"
-        return "Schedule(  # paste the lines into --fault or a scenario file\n" + "".join(
-            f"    {str(f)!r},\n" for f in self) + ")"
+        return "Schedule(" + ", ".join(repr(str(f)) for f in self.faults) + ")"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
 
     @property
     def last_end(self) -> float:
         """When the last fault's effect ends."""
-        return max((f.end for f in self), default=0.0)
+        return max((f.end for f in self.faults), default=0.0)
 
 
 def _param(param: Param, replicas: int, max_duration: int) -> st.SearchStrategy[Any]:
@@ -68,8 +78,7 @@ def faults(draw: st.DrawFn, *, start: int = 60, until: int = 300, replicas: int 
     return fault_from_mapping(data, where="hypothesis")
 
 
-@st.composite
-def fault_schedules(draw: st.DrawFn, *, max_faults: int = 4, **kwargs: Any) -> Schedule:
+def fault_schedules(*, max_faults: int = 4, **kwargs: Any) -> st.SearchStrategy[Schedule]:
     """A schedule of up to ``max_faults`` faults, in time order."""
-    drawn = draw(st.lists(faults(**kwargs), max_size=max_faults))
-    return Schedule(sorted(drawn, key=lambda f: (f.at, str(f))))
+    return st.lists(faults(**kwargs), max_size=max_faults).map(
+        lambda drawn: Schedule(sorted(drawn, key=lambda f: (f.at, str(f)))))

@@ -10,10 +10,11 @@ schedule printed as pasteable faults and ``[[faults]]`` tables.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from hypothesis import HealthCheck, given, note, settings
 
-from model.faults import FAULTS
+from model.faults import FAULTS, parse_fault
 from sims.des.run import simulate
 from sims.des.scenarios import Scenario, schedule_toml
 from sims.des.settings import Settings
@@ -32,6 +33,7 @@ def test_all_fixes_on_any_schedule_keeps_the_invariants(schedule: Schedule) -> N
     scenario = Scenario(name="hypothesis", description="drawn schedule",
                         settings=dataclasses.replace(BASE, duration=duration),
                         faults=tuple(schedule), source="hypothesis")
+    note(f"schedule: {schedule!r}")
     note("as a scenario file:\n" + f"duration = {duration:g}\n" + schedule_toml(schedule))
     result = simulate(scenario)
     broken = violations(result)
@@ -55,3 +57,31 @@ def test_the_strategy_speaks_the_whole_vocabulary() -> None:
 
     collect()
     assert kinds == set(FAULTS)
+
+
+def test_a_shrunk_failure_prints_a_pasteable_schedule() -> None:
+    """With F4 off the property fails; the report is a schedule a user can paste back."""
+    broken = dataclasses.replace(BASE, fixes=BASE.fixes.without("F4"))
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(schedule=fault_schedules(max_faults=2, replicas=BASE.replicas))
+    def property_without_f4(schedule: Schedule) -> None:
+        duration = max(600.0, schedule.last_end + settle_time(broken) + 60.0)
+        scenario = Scenario(name="hypothesis", description="drawn schedule",
+                            settings=dataclasses.replace(broken, duration=duration),
+                            faults=tuple(schedule), source="hypothesis")
+        note(f"schedule: {schedule!r}")
+        note("as a scenario file:\n" + schedule_toml(schedule))
+        assert violations(simulate(scenario)) == {}
+
+    try:
+        property_without_f4()
+    except AssertionError as exc:
+        report = "\n".join(getattr(exc, "__notes__", []))
+    else:  # pragma: no cover - the fix is off, so the property must fail
+        raise AssertionError("the property held with subscriber-health off")
+    assert "schedule: Schedule(" in report and "[[faults]]" in report
+    pasted = re.findall(r"'([a-z_]+\.[a-z_]+\(at=[^']*\))'", report)
+    assert pasted and all(str(parse_fault(p)) == p for p in pasted)
+    assert any(p.startswith(("redis.", "replicas.")) for p in pasted)

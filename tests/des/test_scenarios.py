@@ -105,7 +105,7 @@ def test_bad_yaml_and_unknown_specs_fail_clearly(tmp_path: Path) -> None:
     spec = write(tmp_path, "list.yaml", "- 1\n- 2\n")
     with pytest.raises(ScenarioError, match="expected a mapping"):
         load_scenario(spec)
-    with pytest.raises(ScenarioError, match="give a preset .*steady.* or a scenario file"):
+    with pytest.raises(ScenarioError, match=r"give a preset .*steady.* or a scenario file"):
         load_scenario("no-such-preset")
     with pytest.raises(ScenarioError, match="cannot read the scenario file"):
         load_scenario(str(tmp_path / "missing.toml"))
