@@ -1,0 +1,166 @@
+"""Runs of the SimPy fleet (:mod:`sims.des`) and the per-second views the reports plot.
+
+Everything here goes through the fleet's public API -- :func:`sims.des.load_scenario`,
+:func:`sims.des.simulate`, the frames of :mod:`sims.des.metrics` and the verdicts of
+:mod:`sims.des.verdict` -- so a report shows exactly what ``sselab simulate`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.backoff import BackoffPolicy, parse_policy
+from model.faults import Fault, fault_from_mapping
+from model.fixes import FIXES
+from sims.des import Result, Scenario, load_scenario, simulate
+from sims.des.verdict import violations
+
+__all__ = ["NO_FIX_OFF", "active", "after", "death_times", "detections", "fix_names", "in_status",
+           "peak_rate", "per_second", "policy", "rates", "recreate", "run", "scenario",
+           "staleness_row", "window_peak"]
+
+#: The label of the run with every fix on, in grids keyed by the fix switched off.
+NO_FIX_OFF = "(none)"
+
+
+def policy(name: str) -> BackoffPolicy:
+    """A backoff policy by name, the seed's settings otherwise (gRPC keeps its own)."""
+    return parse_policy(name)
+
+
+def scenario(preset: str, *, clients: int, duration: float, seed: int = 1,
+             settings: Mapping[str, Any] | None = None, without: Sequence[str] = (),
+             faults: Sequence[Fault] | None = None, extra_faults: Sequence[Fault] = (),
+             name: str | None = None) -> Scenario:
+    """A preset with overrides; ``faults`` replaces its schedule, ``extra_faults`` adds to it."""
+    overrides: dict[str, Any] = {"clients": clients, "duration": duration, "seed": seed,
+                                 **dict(settings or {})}
+    sc = load_scenario(preset, overrides, extra_faults=extra_faults)
+    if faults is not None:
+        sc = dataclasses.replace(sc, faults=tuple(sorted(faults, key=lambda f: f.at)))
+    if without:
+        sc = dataclasses.replace(sc, settings=dataclasses.replace(
+            sc.settings, fixes=sc.settings.fixes.without(*without)))
+    if name is not None:
+        sc = dataclasses.replace(sc, name=name)
+    return sc
+
+
+def run(preset: str, **kwargs: Any) -> Result:
+    """Build :func:`scenario` ``(preset, **kwargs)`` and simulate it."""
+    return simulate(scenario(preset, **kwargs))
+
+
+def recreate(at: float) -> Fault:
+    """A non-rolling deploy: every replica restarts at ``at`` (``replicas.restart``, stagger 0)."""
+    return fault_from_mapping({"fault": "replicas.restart", "at": at, "replica": -1, "stagger": 0.0},
+                              where="reports: recreate deploy")
+
+
+def per_second(times: Iterable[float], start: float, end: float,
+               weights: Iterable[float] | None = None) -> np.ndarray:
+    """Counts (or weighted sums) in 1-second bins from ``start`` to ``end``."""
+    t = np.fromiter(times, dtype=float)
+    w = None if weights is None else np.fromiter(weights, dtype=float)
+    edges = np.arange(start, end + 1.0, 1.0)
+    counts, _ = np.histogram(t, bins=edges, weights=w)
+    return counts.astype(float)
+
+
+def rates(result: Result, start: float, end: float) -> pd.DataFrame:
+    """Per second from ``start``: attempts, reconnects, replay and head queries, DB rows by kind."""
+    status = result.frames["status"]
+    queries = result.frames["queries"]
+    out = pd.DataFrame({"t": np.arange(start, end, 1.0)[: int(end - start)]})
+    n = len(out)
+    out["attempts"] = per_second(status.loc[status["status"] == "connecting", "t"], start, end)[:n]
+    out["reconnects"] = per_second(status.loc[status["status"] == "connected", "t"], start, end)[:n]
+    for kind in ("replay", "head", "snapshot"):
+        q = queries[queries["kind"] == kind]
+        out[f"{kind}_queries"] = per_second(q["t"], start, end)[:n]
+        out[f"{kind}_rows"] = per_second(q["t"], start, end, q["rows"])[:n]
+    out["db_rows"] = per_second(queries["t"], start, end, queries["rows"])[:n]
+    out["query_errors"] = per_second(queries.loc[queries["error"] != "", "t"], start, end)[:n]
+    return out
+
+
+def window_peak(per_sec: pd.DataFrame, column: str) -> tuple[float, float]:
+    """The largest 1-second value of ``column`` and the second it happened (seconds)."""
+    if not len(per_sec) or per_sec[column].max() <= 0:
+        return 0.0, math.nan
+    i = int(per_sec[column].to_numpy().argmax())
+    return float(per_sec[column].iloc[i]), float(per_sec["t"].iloc[i])
+
+
+def peak_rate(times: pd.Series, width: float = 0.1) -> float:
+    """The highest rate per second over bins ``width`` seconds wide (0 when there are no times)."""
+    if not len(times):
+        return 0.0
+    t = times.to_numpy(dtype=float)
+    edges = np.arange(math.floor(t.min()), math.ceil(t.max()) + 2 * width, width)
+    counts, _ = np.histogram(t, bins=edges)
+    return float(counts.max()) / width
+
+
+def after(times: pd.Series, t0: float, q: float) -> float:
+    """The ``q`` quantile of ``times - t0`` over the times at or after ``t0`` (NaN if none)."""
+    later = times[times >= t0] - t0
+    return float(later.quantile(q)) if len(later) else math.nan
+
+
+def staleness_row(preset: str, fix_off: str, result: Result) -> dict[str, Any]:
+    """One cell of the staleness grid: silent-stale seconds and the invariants the run broke."""
+    stale = result.frames["stale"]
+    silent = stale[stale["silent"]]
+    broken = violations(result)
+    return {
+        "scenario": preset,
+        "fix_off": fix_off,
+        "silent_stale_s": float(silent["seconds"].sum()),
+        "silent_stale_max_s": float(silent["seconds"].max()) if len(silent) else 0.0,
+        "silent_clients": int(silent["client"].nunique()),
+        "covered_stale_s": float(stale.loc[~stale["silent"], "seconds"].sum()),
+        "violations": ",".join(sorted(broken)),
+    }
+
+
+def active(starts: Iterable[float], ends: Iterable[float], grid: np.ndarray) -> np.ndarray:
+    """How many of the intervals [start, end) contain each time of ``grid``."""
+    s = np.sort(np.fromiter(starts, dtype=float))
+    e = np.sort(np.fromiter(ends, dtype=float))
+    counts: np.ndarray = np.searchsorted(s, grid, side="right") - np.searchsorted(e, grid, side="right")
+    return counts
+
+
+def in_status(status: pd.DataFrame, name: str, grid: np.ndarray) -> np.ndarray:
+    """How many clients show status ``name`` at each time of ``grid`` (from the status frame)."""
+    frame = status.sort_values(["client", "t"], kind="stable")
+    nxt = frame.groupby("client")["t"].shift(-1).fillna(np.inf)
+    mask = (frame["status"] == name).to_numpy()
+    return active(frame["t"].to_numpy()[mask], nxt.to_numpy()[mask], grid)
+
+
+def fix_names() -> list[str]:
+    """Every fix, by its canonical name, in table order."""
+    return [info.name for info in FIXES]
+
+
+def death_times(first: float, spacing: float, count: int, seed: int) -> list[float]:
+    """``count`` silent deaths, one per ``spacing`` window from ``first``, at a random phase."""
+    rng = random.Random(seed)
+    return [round(first + k * spacing + rng.uniform(0.0, spacing / 2), 3) for k in range(count)]
+
+
+def detections(result: Result) -> pd.DataFrame:
+    """The silent subscriber deaths of a run and how long each took to be detected."""
+    inc = result.frames["incidents"]
+    deaths = inc[inc["kind"] == "redis.subscriber_dies"]
+    return deaths[["incident", "target", "start", "detected_at", "latency_s", "detected",
+                   "note"]].reset_index(drop=True)
