@@ -152,6 +152,12 @@ async def publish_at(http: httpx.AsyncClient, port: int, users: list[str], rate:
     return sent, failed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -159,8 +165,8 @@ def pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
 
 
-async def load(port: int, users: list[str], per_user: int, rates: list[float], step_s: float
-               ) -> tuple[list[dict[str, Any]], list[Reader]]:
+async def load(port: int, pid: int, users: list[str], per_user: int, rates: list[float],
+               step_s: float) -> tuple[list[dict[str, Any]], list[Reader]]:
     sink: list[float] = []
     readers = await open_streams(port, users, per_user, sink)
     pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
@@ -169,6 +175,7 @@ async def load(port: int, users: list[str], per_user: int, rates: list[float], s
         for rate in rates:
             sink.clear()
             before = sum(r.received for r in readers)
+            cpu0 = cpu_seconds(pid)
             t0 = time.monotonic()
             sent, failed = await publish_at(http, port, users, rate, step_s, pub)
             await asyncio.sleep(1.0)  # let deliveries drain
@@ -178,7 +185,8 @@ async def load(port: int, users: list[str], per_user: int, rates: list[float], s
             steps.append({"publish_rate": rate, "published": sent, "publish_failed": failed,
                           "deliveries": delivered, "expected_deliveries": expected,
                           "deliveries_per_s": round(delivered / (took - 1.0), 1),
-                          "p50_ms": pct(sink, 0.5), "p99_ms": pct(sink, 0.99)})
+                          "p50_ms": pct(sink, 0.5), "p99_ms": pct(sink, 0.99),
+                          "server_cpu_share": round((cpu_seconds(pid) - cpu0) / took, 2)})
     return steps, readers
 
 
@@ -249,10 +257,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                               "streams_per_user": per_user, "step_s": args.step_s,
                               "cpus": os.cpu_count()}
     env = {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
-           "SSELAB_LOG_LEVEL": "ERROR"}
+           "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s)}
+    result["heartbeat_s"] = args.heartbeat_s
     proc, port = start("service.app:create_app", env, ROOT)
     try:
-        steps, readers = await load(port, users, per_user, rates, args.step_s)
+        steps, readers = await load(port, proc.pid, users, per_user, rates, args.step_s)
         result["resilient"] = steps
         # a second epoch of publishing so cursors can be stale
         pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
@@ -264,11 +273,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         proc.kill()
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    if args.only_resilient:
+        return result
     # Bare: the same tokens are used only to carry the user.
     proc, port = start("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
                        ROOT / "benchmarks")
     try:
-        steps, readers = await load(port, users, per_user, rates, args.step_s)
+        steps, readers = await load(port, proc.pid, users, per_user, rates, args.step_s)
         result["bare"] = steps
         for r in readers:
             assert r.task is not None
@@ -291,6 +302,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--rates", default="25,50,100,200")
     parser.add_argument("--step-s", type=float, default=4.0)
+    parser.add_argument("--heartbeat-s", type=float, default=5.0,
+                        help="the resilient app's heartbeat (the bare app pings every 15 s)")
+    parser.add_argument("--only-resilient", action="store_true")
     parser.add_argument("--stale", type=int, default=20, help="events behind at the storm")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args)), indent=2))

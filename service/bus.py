@@ -86,7 +86,10 @@ class Bus:
         self._retry_s = retry_s
         self._on_resync = on_resync
         self._timers = timers
-        self.publisher = aioredis.Redis.from_url(redis_url, client_name=self.publisher_name)
+        # A bounded pool that waits for a free connection: redis-py's default pool
+        # raises "Too many connections" past 100 concurrent publishes.
+        self.publisher = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=64, timeout=5, client_name=self.publisher_name))
         self.state = subscriber.initial()
         self._listeners: dict[str, set[Listener]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -186,7 +189,7 @@ class Bus:
                 await self._runner
         for task in list(self._tasks):
             task.cancel()
-        await self.publisher.aclose()
+        await self.publisher.aclose(close_connection_pool=True)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
