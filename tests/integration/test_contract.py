@@ -242,3 +242,27 @@ def test_redis_restart_mid_stream_loses_no_event(server_factory: Callable[..., S
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_retention_prune_raises_the_floor_and_old_cursors_are_expired(
+        server_factory: Callable[..., Server], namespace: str, user: str) -> None:
+    from service.store import Store
+
+    from .conftest import DATABASE_URL
+
+    server = server_factory()
+    ids = publish(server, user, 6)
+
+    async def prune() -> int:
+        store = Store(DATABASE_URL, namespace)
+        await store.open()
+        try:
+            return await store.prune(topic=user, upto_seq=int(ids[3].split("-")[1]))
+        finally:
+            await store.close()
+
+    assert asyncio.run(prune()) == 4
+    frames = _frames(server, user, last_event_id=ids[1], seconds=0.5)
+    assert frames[0]["event"] == "replay-truncated" and '"expired"' in frames[0]["data"]
+    frames = _frames(server, user, last_event_id=ids[3], seconds=0.5)
+    assert [f["id"] for f in frames if "id" in f] == ids[4:]
