@@ -156,7 +156,7 @@ def _add_delay(mass: np.ndarray, lo: float, hi: float, dt: float) -> np.ndarray:
     cum = np.concatenate([[0.0], np.cumsum(mass)])
     idx = np.arange(size)
     upper = np.clip(idx - a + 1, 0, size)
-    lower = np.clip(idx - b + 1, 0, size)
+    lower = np.clip(idx - b, 0, size)
     out: np.ndarray = (cum[upper] - cum[lower]) / (b - a + 1)
     return out
 
