@@ -1,0 +1,120 @@
+"""The computations behind the reports: quick checks of each module in ``sims/reports``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.backoff import SEED_POLICY, total_wait
+from sims.cli import main
+from sims.reports import aws_jitter as aj
+from sims.reports import backoff_timing as bt
+from sims.reports import fleet, herd
+from sims.reports.catalog import names
+from sims.reports.common import fmt_duration
+from sims.reports.render import scrub_paths
+
+
+def _simulator_expo(n: int) -> float:
+    """The AWS simulator's ``Backoff.expo(n)``: min(cap, 2**n * base)."""
+    return min(aj.CAP_MS, 2**n * aj.BASE_MS)
+
+
+@pytest.mark.parametrize("u", [0.0, 0.3, 0.999])
+def test_aws_delays_are_the_simulators(u: float) -> None:
+    """model.backoff at attempt n + 1 gives the simulator's n-th backoff for every policy."""
+    for n in range(1, 14):
+        v = _simulator_expo(n)
+        assert aj.delay(aj.policy("none"), n + 1, u) == 0
+        assert aj.delay(aj.policy("exponential"), n + 1, u) == pytest.approx(v)
+        assert aj.delay(aj.policy("full"), n + 1, u) == pytest.approx(u * v)
+        assert aj.delay(aj.policy("equal"), n + 1, u) == pytest.approx(v / 2 + u * v / 2)
+    sleep, previous = aj.BASE_MS, None
+    for n in range(1, 14):  # ExpoBackoffDecorr: sleep = min(cap, uniform(base, sleep * 3))
+        sleep = min(aj.CAP_MS, aj.BASE_MS + u * (sleep * 3 - aj.BASE_MS))
+        previous = aj.delay(aj.policy("decorrelated"), n + 1, u, previous)
+        assert previous == pytest.approx(sleep)
+
+
+def test_aws_trial_counts_writes_and_is_seeded() -> None:
+    """One client writes once; contention costs more writes; a seed replays exactly."""
+    assert aj.run_trial(1, aj.policy("full"), 1).write_calls == 1
+    trial = aj.run_trial(10, aj.policy("none"), 7)
+    assert trial.write_calls > 10 and trial.completion_ms > 0
+    assert aj.run_trial(10, aj.policy("none"), 7) == trial
+
+
+def test_aws_means_have_the_issue_columns_and_claims_are_judged() -> None:
+    """means() has exactly clients,policy,write_calls,completion_ms; every claim gets a verdict."""
+    means = aj.means(aj.sweep((5, 10), trials=3))
+    assert list(means.columns) == ["clients", "policy", "write_calls", "completion_ms"]
+    assert list(means["policy"].unique()) == list(aj.POLICIES)
+    claims = aj.judge_claims(means)
+    assert len(claims) == len(aj.CLAIMS)
+    assert set(claims["supported"]) <= {"yes", "partly", "no"}
+
+
+def test_backoff_machine_reaches_failed_after_the_seeds_exact_wait() -> None:
+    """The client machine waits 1381 s (23 min 1 s) before giving up with the seed's policy."""
+    delays = bt.sample_delays(SEED_POLICY, runs=2)
+    assert delays.shape == (2, 50)
+    assert delays.sum(axis=1).tolist() == [1381.0, 1381.0] == [total_wait(SEED_POLICY, 50)] * 2
+    assert fmt_duration(1381.0) == "23 min 1 s"
+
+
+def test_backoff_table_agrees_with_closed_forms() -> None:
+    """A small sampled table agrees with mean_delay / total_wait for jittered policies too."""
+    chosen = [p for p in bt.policies() if p[0] == "seed" and p[1].kind.value in ("full", "grpc")]
+    frame = bt.table(200, only=chosen, max_attempts=12)
+    assert frame["agrees"].all()
+    assert set(bt.verdicts(frame)["agrees"]) == {True}
+
+
+def test_herd_exact_density_matches_the_machine() -> None:
+    """The convolution's expected reconnects per second agree with the client machines."""
+    cfg = herd.HerdConfig(clients=1500, outage=20.0, horizon=80.0)
+    per_sec = herd.compare("full", cfg, seed=3)
+    assert per_sec["reconnects_exact"].sum() == pytest.approx(1500, rel=1e-6)
+    assert per_sec["reconnects_sim"].sum() == 1500
+    assert herd.summarise(per_sec, cfg)["max_dev_sigma"] < 5
+    expo = herd.arrival_density("exponential", cfg)
+    assert expo["reconnects"].max() == pytest.approx(1500)  # all at one instant
+    none = herd.arrival_density("none", cfg)
+    assert none.attrs["failed"] == pytest.approx(1500)  # 50 instant retries, all before 20 s
+    with pytest.raises(ValueError, match="no closed-form"):
+        herd.arrival_density("decorrelated", cfg)
+
+
+def test_fleet_counting_helpers() -> None:
+    """active() counts covering intervals; in_status() follows status changes per client."""
+    grid = np.array([0.0, 1.0, 2.5, 4.0])
+    assert fleet.active([0.5, 2.0], [3.0, 5.0], grid).tolist() == [0, 1, 2, 1]
+    status = pd.DataFrame({"client": [0, 0, 1], "t": [0.0, 2.0, 1.0],
+                           "status": ["connected", "waiting", "connected"]})
+    assert fleet.in_status(status, "connected", grid).tolist() == [1, 2, 1, 1]
+    assert fleet.peak_rate(pd.Series([1.0, 1.01, 1.02, 5.0]), 0.1) == pytest.approx(30.0)
+
+
+def test_scrub_paths_leaves_embedded_images_alone() -> None:
+    """Paths are replaced in text, never inside base64 data that happens to contain them."""
+    page = 'at /tmp/x <img src="data:image/png;base64,AA/tmp/rootBB=="> in /root/y'
+    assert scrub_paths(page, [("/tmp", "<tmp>"), ("/root", "~")]) == (
+        'at <tmp>/x <img src="data:image/png;base64,AA/tmp/rootBB=="> in ~/y')
+
+
+def test_report_only_rejects_an_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --only exits 2 and lists the accepted report names."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--only", "nope"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in err
+    assert all(name in err for name in names())
+
+
+def test_death_times_are_spaced_and_seeded() -> None:
+    """Each death falls in its own window; the same seed gives the same schedule."""
+    times = fleet.death_times(100.0, 40.0, 5, seed=2)
+    assert times == fleet.death_times(100.0, 40.0, 5, seed=2)
+    assert all(100 + 40 * k <= t <= 100 + 40 * k + 20 for k, t in enumerate(times))

@@ -1,0 +1,87 @@
+"""``sselab report --quick``: every notebook renders to HTML and CSV, and checks itself."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sims.reports.catalog import names
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Run ``sselab report --quick --out <tmp>`` once for every test here."""
+    out = tmp_path_factory.mktemp("reports")
+    proc = subprocess.run([sys.executable, "-m", "sims.cli", "report", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+    return out, proc
+
+
+def test_every_report_renders(rendered: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """Exit 0, and every report has its HTML (PNG figures embedded), CSV and finding."""
+    out, proc = rendered
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in names():
+        page = (out / f"{name}.html").read_text(encoding="utf-8")
+        assert "data:image/png;base64," in page, f"{name}: no embedded figure"
+        assert len(page) < 2_000_000, f"{name}: {len(page):,} characters"
+        assert len(pd.read_csv(out / f"{name}.csv")), f"{name}: empty CSV"
+        finding = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        assert finding["quick"] is True and finding["finding"].strip()
+        assert name in proc.stdout
+
+
+def test_index_links_every_report_with_its_finding(
+        rendered: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """index.html links each report and its CSV and shows the finding the notebook computed."""
+    out, _ = rendered
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for name in names():
+        finding = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))["finding"]
+        assert f'href="{name}.html"' in index and f'href="{name}.csv"' in index
+        assert finding.replace("'", "&#x27;").replace('"', "&quot;") in index
+
+
+def test_aws_jitter_csv_has_the_issue_columns_and_policies(
+        rendered: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """reports/aws-jitter.csv: exactly clients,policy,write_calls,completion_ms; five policies."""
+    out, _ = rendered
+    frame = pd.read_csv(out / "aws-jitter.csv")
+    assert list(frame.columns) == ["clients", "policy", "write_calls", "completion_ms"]
+    assert set(frame["policy"]) == {"none", "exponential", "full", "equal", "decorrelated"}
+    assert sorted(frame["clients"].unique()) == [10, 20, 30, 40, 50]
+    assert (frame["write_calls"] >= frame["clients"]).all()  # everyone writes at least once
+
+
+def test_backoff_timing_closed_form_check_passed(
+        rendered: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """Every sampled mean agrees with model.backoff; the seed's 50 attempts wait 1381 s."""
+    out, _ = rendered
+    frame = pd.read_csv(out / "backoff-timing.csv")
+    assert frame["agrees"].all(), frame[~frame["agrees"]]
+    seed = frame[(frame["settings"] == "seed") & (frame["policy"] == "exponential")
+                 & (frame["attempt"] == 50)].iloc[0]
+    assert seed["wait_mean_closed"] == 1381 and seed["wait_mean_sim"] == 1381
+    numbers = json.loads((out / "backoff-timing.json").read_text(encoding="utf-8"))["numbers"]
+    assert numbers["closed_form_agrees"] is True
+
+
+def test_pages_carry_no_paths_of_this_machine(
+        rendered: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """No absolute path of the checkout, the output directory or the environment in a page."""
+    out, _ = rendered
+    forbidden = {str(ROOT), str(out), str(out.resolve()), sys.prefix, str(Path.home())}
+    for name in names():
+        page = (out / f"{name}.html").read_text(encoding="utf-8")
+        text = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]+", "", page)
+        for path in forbidden:
+            assert path not in text, f"{name}.html contains {path}"
