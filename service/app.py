@@ -21,6 +21,7 @@ handlers' annotations, which name closures such as ``authenticate``.
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from model.core import EventId, RemoteProtocolError
+from service import trace
 from service.auth import AuthError, Principal, verify_token
 from service.bus import Bus, LiveMessage
 from service.config import Settings
@@ -174,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   replay_timeout_ms=settings.replay_timeout_ms,
                   topic_sequence=settings.fixes.topic_sequence)
     sessions: set[StreamSession] = set()
+    stream_ids = itertools.count()
 
     def resync_all() -> None:
         for sess in list(sessions):
@@ -198,6 +201,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracer = trace.from_env()
+        if tracer is not None:
+            tracer.env("config", role="server", replica=settings.replica,
+                       fixes=list(settings.fixes.on()), replay_limit=settings.replay_limit,
+                       heartbeat_s=settings.heartbeat_s,
+                       sentinel_interval_s=settings.sentinel_interval_s,
+                       sentinel_timeout_s=settings.sentinel_timeout_s)
         await store.open()
         await bus.start()
         pruner = asyncio.create_task(retention()) if settings.retention_s > 0 else None
@@ -273,7 +283,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         topic = principal.user
         timers = LoopTimers()
         sess = StreamSession(topic=topic, cfg=session_cfg, timers=timers, replay=store.replay,
-                             read_head=store.topic_head, metrics=metrics)
+                             read_head=store.topic_head, metrics=metrics,
+                             trace_id=f"{topic}/{settings.replica}/{next(stream_ids)}")
         bus.register(topic, sess.live)  # live fan-out first, the topic row second
         try:
             info = await store.open_info(topic, cursor.epoch if cursor else None)

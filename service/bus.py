@@ -31,6 +31,7 @@ from redis.backoff import NoBackoff
 from model import subscriber
 from model.core import Action, CancelTimer, EventId, Log, StartTimer
 from model.subscriber import HealthView, SubscriberConfig
+from service import trace
 from service.logs import log_action
 from service.metrics import Metrics
 from service.timers import LoopTimers, Timers
@@ -96,6 +97,7 @@ class Bus:
         self._link: asyncio.Task[None] | None = None
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._trace = trace.from_env()
 
     # ------------------------------------------------------------ machine
 
@@ -109,6 +111,9 @@ class Bus:
     def feed(self, event: subscriber.SubscriberInput) -> None:
         """Step the subscriber machine and carry out its actions."""
         self.state, actions = subscriber.step(self.cfg, self.state, event)
+        if self._trace is not None:
+            self._trace.step("subscriber", self.replica, event, self.state.health.value, actions,
+                             now=self.timers.now())
         for action in actions:
             self._perform(action)
 

@@ -45,6 +45,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from model import client as machine
 from model.client import ClientConfig, ClientState, Status
 from model.core import Action, CancelTimer, EventId, Log, StartTimer
+from service import trace
 from service.logs import log_action
 from service.timers import LoopTimers, Timers
 
@@ -89,6 +90,8 @@ class EventStreamClient:
         rng: Callable[[], float] = random.random,
         open_timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
+        name: str = "client",
+        trace_path: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.config = config or ClientConfig()
@@ -111,6 +114,8 @@ class EventStreamClient:
         self._rehydrate_task: asyncio.Task[None] | None = None
         self._current: ClientEvent | None = None
         self._changed: asyncio.Event | None = None
+        self.name = name
+        self._trace = trace.for_path(trace_path) if trace_path else trace.from_env()
 
     # ------------------------------------------------------------ the application's calls
 
@@ -180,6 +185,10 @@ class EventStreamClient:
     def feed(self, event: machine.ClientInput) -> None:
         """Step the client machine and carry out its actions."""
         self.state, actions = machine.step(self.config, self.state, event)
+        if self._trace is not None:
+            self._trace.step("client", self.name, event, self.state.status.value, actions,
+                             now=self.timers.now(), detail={"stable": self.state.stable,
+                                                            "attempts": self.state.attempts})
         if self.state.stable:
             self.opens_since_stable = 0
         for action in actions:

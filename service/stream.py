@@ -23,6 +23,7 @@ from typing import Any
 from model import session
 from model.core import Action, CancelTimer, EventId, Log, StartTimer
 from model.session import Phase, SessionConfig, TopicHead
+from service import trace
 from service.bus import LiveMessage
 from service.logs import log_action
 from service.metrics import Metrics
@@ -44,7 +45,8 @@ class StreamSession:
     """The shell of one stream's session machine."""
 
     def __init__(self, *, topic: str, cfg: SessionConfig, timers: Timers, replay: Replay,
-                 read_head: HeadReader, metrics: Metrics | None = None) -> None:
+                 read_head: HeadReader, metrics: Metrics | None = None,
+                 trace_id: str = "") -> None:
         self.topic = topic
         self.cfg = cfg
         self.timers = timers
@@ -57,6 +59,8 @@ class StreamSession:
         self._payloads: dict[EventId, tuple[str, str, float]] = {}
         self._early: list[LiveMessage] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._trace = trace.from_env()
+        self.trace_id = trace_id or f"{topic}/{id(self):x}"
 
     # ------------------------------------------------------------ inputs from the world
 
@@ -99,6 +103,9 @@ class StreamSession:
         if self.state.phase is Phase.CLOSED:
             return  # a closed session takes no input: late query results are dropped
         self.state, actions = session.step(self.cfg, self.state, event)
+        if self._trace is not None:
+            self._trace.step("session", self.trace_id, event, self.state.phase.value, actions,
+                             now=self.timers.now(), detail={"user": self.topic})
         for action in actions:
             self._perform(action)
         epoch, cursor = self.state.epoch, self.state.cursor
