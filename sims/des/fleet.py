@@ -112,6 +112,7 @@ _client_step = cm.step
 _session_step = sm.step
 _subscriber_step = subm.step
 _EventReceived = cm.EventReceived
+_Start = cm.Start
 _StartTimer = StartTimer
 _Deliver = cm.Deliver
 _StatusChanged = cm.StatusChanged
@@ -120,6 +121,7 @@ _Send = sm.Send
 #: Facts of a client that misses nothing, live or not (judged by covered() once).
 _NOTHING_MISSING = {live: StaleFacts(live, 0, 0, False, False, False) for live in (True, False)}
 _NOTHING_MISSING_OK = {live: covered(f) for live, f in _NOTHING_MISSING.items()}
+_NOTHING_MISSING_ALWAYS_OK = all(_NOTHING_MISSING_OK.values())
 
 
 class Watch:
@@ -348,7 +350,7 @@ class Client:
         self.last_input_at = inp.now
         old = self.state
         kind_in = inp.__class__
-        if kind_in is cm.Start or (old.status is _C_FAILED and kind_in in _RECOVERY_INPUTS):
+        if kind_in is _Start or (old.status is _C_FAILED and kind_in in _RECOVERY_INPUTS):
             self.real_attempts = 0  # the machine's counter restarts here too: Start, recover()
         st, actions = _client_step(fleet.ccfg, old, inp)
         self.state = st
@@ -498,9 +500,11 @@ class Client:
                 feed(cm.StreamFailed(now=now, reason=frame[1], u=fleet.rng.random()))
         if conn is self.conn:
             st = self.state
-            virtual = st.stable and st.status is _C_CONNECTED and not conn.stalled
-            conn.virtual = virtual
+            conn.virtual = st.stable and st.status is _C_CONNECTED and not conn.stalled
         self.reschedule()
+        if (self.cls == 0 and self.watches is None and not self.beyond
+                and fleet.head[self.topic] == self.applied and _NOTHING_MISSING_ALWAYS_OK):
+            return  # nothing missing, nothing followed: the judgement cannot change
         fleet.judge(self)
 
 
@@ -587,7 +591,8 @@ class Replica:
         self.down_until = 0.0
         self.sessions: dict[int, Session] = {}
         self.by_topic: dict[int, dict[int, Session]] = {}
-        self.inflight: dict[int, collections.deque[int]] = {}  #: topic -> seqs on their way
+        #: (topic, seq) of the messages on their way from Redis, in order (one latency: FIFO)
+        self.inflight: collections.deque[tuple[int, int]] = collections.deque()
         self.next_sid = 0
         self.sub = subm.initial()
         self.sub_gen: dict[str, int] = {subm.SENTINEL: 0, subm.SENTINEL_TIMEOUT: 0}
@@ -734,6 +739,7 @@ class Replica:
         subs = self.by_topic.get(topic)
         if subs is None:
             self.by_topic[topic] = {sid: session}
+            fleet.interest[topic].append(self)
         else:
             subs[sid] = session
 
@@ -769,6 +775,7 @@ class Replica:
         del subs[session.sid]
         if not subs:
             del self.by_topic[session.topic]
+            self.fleet.interest[session.topic].remove(self)
         if session.state.phase is not _P_CLOSED:
             fleet = self.fleet
             fleet.session_steps += 1
@@ -926,12 +933,16 @@ class Fleet:
         self.scfg = s.session_config()
         self.subcfg = s.subscriber_config()
         self.latency = s.network_latency
+        self.redis_latency = s.redis_latency
+        self.retention_rows = s.retention_rows
         self.client_steps = 0
         self.session_steps = 0
         self.subscriber_steps = 0
         topics = s.topic_count
         self.head = [0] * topics
         self.floor = [0] * topics
+        #: per topic, the replicas subscribed to it (with a stream of that topic), in order
+        self.interest: list[list[Replica]] = [[] for _ in range(topics)]
         self.redis_up = True
         self.db = Database(self)
         self.replicas = [Replica(self, i) for i in range(s.replicas)]
@@ -1039,9 +1050,10 @@ class Fleet:
                     top = ss.head
                 lo = max(ss.cursor, applied)
                 hi = min(top, head)
-            queue = session.replica.inflight.get(session.topic)
-            if queue:
-                seen.update(s for s in queue if s > applied)
+            topic = session.topic
+            for t, s in session.replica.inflight:
+                if t == topic and s > applied:
+                    seen.add(s)
         if c.beyond:
             seen.difference_update(c.beyond)
             inside = sum(1 for s in range(lo + 1, hi + 1) if s not in c.beyond) if hi > lo else 0
@@ -1378,31 +1390,22 @@ class Fleet:
         """Commit an event to ``topic`` and publish it on Redis."""
         seq = self.head[topic] + 1
         self.head[topic] = seq
-        keep = self.settings.retention_rows
-        if seq - self.floor[topic] > keep:
-            self.floor[topic] = seq - keep
+        if seq - self.floor[topic] > self.retention_rows:
+            self.floor[topic] = seq - self.retention_rows
         rec = self.rec
         rec.publishes += 1
         sent: int = 0  # bit mask of replicas the message is on its way to
         if self.redis_up:
-            env = self.env
-            latency = self.settings.redis_latency
-            for replica in self.replicas:
-                if topic in replica.by_topic:
-                    link = replica.link
-                    if not link.connected:
-                        continue
-                    if link.dead:
-                        rec.lost_messages += 1
-                        continue
-                    queue = replica.inflight.get(topic)
-                    if queue is None:
-                        replica.inflight[topic] = collections.deque((seq,))
-                    else:
-                        queue.append(seq)
-                    ev = env.timeout(latency, (replica, topic))
-                    ev.callbacks.append(self._redis_deliver)
-                    sent |= 1 << replica.idx
+            for replica in self.interest[topic]:
+                link = replica.link
+                if not link.connected:
+                    continue
+                if link.dead:
+                    rec.lost_messages += 1
+                    continue
+                replica.inflight.append((topic, seq))
+                self.env.timeout(self.redis_latency, replica).callbacks.append(self._redis_deliver)
+                sent |= 1 << replica.idx
         for c in self.topic_clients[topic]:
             conn = c.conn
             if c.cls == 0 and conn is not None:
@@ -1412,11 +1415,8 @@ class Fleet:
             self.judge(c)
 
     def _redis_deliver(self, ev: Any) -> None:
-        replica, topic = ev.value
-        queue = replica.inflight[topic]
-        seq = queue.popleft()
-        if not queue:
-            del replica.inflight[topic]
+        replica: Replica = ev.value
+        topic, seq = replica.inflight.popleft()
         subs = replica.by_topic.get(topic)
         link = replica.link
         if not link.connected or link.dead:
@@ -1428,7 +1428,7 @@ class Fleet:
         if not subs:
             return
         now = self.env.now
-        for session in list(subs.values()):
+        for session in list(subs.values()) if len(subs) > 1 else subs.values():
             if session.closed:
                 continue
             if session.state.phase is _P_NEW:
