@@ -131,3 +131,27 @@ def test_a_small_sweep_runs_locally(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert set(frame["seed"]) == {1, 2}
     assert (frame["violations"] == "").all()
     assert "runs saved to" in capsys.readouterr().out
+
+
+def test_the_progress_bar_goes_to_stderr_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "steady", "--clients", "20", "--duration", "300", "--progress",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    assert list(json.loads(captured.out)) == TOP_KEYS
+    assert "sim s" in captured.err
+
+
+def test_a_sweep_uses_an_existing_scheduler(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from dask.distributed import LocalCluster
+
+    out = tmp_path / "grid.parquet"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        status = main(["sweep", "steady", "--replay-limit", "5,50", "--clients", "10",
+                       "--seed", "4", "--duration", "300", "--scheduler",
+                       str(cluster.scheduler_address), "--no-progress", "--out", str(out)])
+    assert status == 0
+    frame = pd.read_parquet(out)
+    assert list(frame["replay_limit"]) == [5, 50]
+    assert list(frame["seed"]) == [4, 4]
