@@ -55,6 +55,7 @@ def create_app() -> FastAPI:
 
     @app.get("/stream")
     async def stream(request: Request) -> EventSourceResponse:
+        """Stream the token's user's events."""
         user = _user(request)
         queue: asyncio.Queue[str] = asyncio.Queue()
         listeners.setdefault(user, set()).add(queue)
@@ -73,12 +74,14 @@ def create_app() -> FastAPI:
 
     @app.post("/events", status_code=201)
     async def publish(body: dict[str, Any]) -> dict[str, str]:
+        """Broadcast one event."""
         counter["seq"] += 1
         await redis.publish(channel, json.dumps({**body, "id": counter["seq"]}))
         return {"id": str(counter["seq"])}
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
+        """The process is up."""
         return {"status": "live"}
 
     return app

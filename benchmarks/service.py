@@ -43,12 +43,14 @@ T_RE = re.compile(rb'"t":\s*([0-9.]+)')
 
 
 def free_port() -> int:
+    """A free loopback TCP port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def start(app: str, env: dict[str, str], app_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start an app factory under uvicorn on a free port; wait until it answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", app, "--app-dir", str(app_dir),
@@ -79,6 +81,7 @@ class Reader:
         self.ok = asyncio.Event()
 
     async def run(self) -> None:
+        """Open the stream and count its events until cancelled."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
         extra = f"Last-Event-ID: {self.last_event_id}\r\n" if self.last_event_id else ""
         writer.write((f"GET /stream HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.tok}"
@@ -106,6 +109,7 @@ class Reader:
 
 async def open_streams(port: int, users: list[str], per_user: int, sink: list[float],
                        cursors: dict[str, str] | None = None) -> list[Reader]:
+    """Open ``per_user`` streams per user (resuming from ``cursors``); wait until all answer."""
     readers = []
     for user in users:
         tok = issue_token(SECRET, user, ttl=3600)
@@ -159,6 +163,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def pct(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values``, in milliseconds."""
     if not values:
         return None
     values = sorted(values)
@@ -167,6 +172,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 async def load(port: int, pid: int, users: list[str], per_user: int, rates: list[float],
                step_s: float) -> tuple[list[dict[str, Any]], list[Reader]]:
+    """Hold the streams and step the publish rate up; one result per step."""
     sink: list[float] = []
     readers = await open_streams(port, users, per_user, sink)
     pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
@@ -191,6 +197,7 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
 
 
 def metric(port: int, name: str) -> float:
+    """One unlabelled sample of /metrics."""
     for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
@@ -226,7 +233,10 @@ async def storm(port: int, readers: list[Reader], users: list[str], per_user: in
     again = await open_streams(port, users, per_user, sink, cursors)
     reconnected = time.monotonic() - t0
     await prober
-    await asyncio.sleep(1.0)
+    deadline = time.monotonic() + 60  # wait (bounded) until every replay has finished
+    while _replays(port) - replays0 < len(again) and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+    replays_done = time.monotonic() - t0
     rows, replays = metric(port, "sselab_replay_rows_total") - rows0, _replays(port) - replays0
     for r in again:
         assert r.task is not None
@@ -234,6 +244,7 @@ async def storm(port: int, readers: list[Reader], users: list[str], per_user: in
     await asyncio.gather(*(r.task for r in again if r.task), return_exceptions=True)
     return {"streams": len(again), "cursor_events_behind": stale_back,
             "all_reconnected_s": round(reconnected, 2), "replay_queries": replays,
+            "all_replays_done_s": round(replays_done, 2),
             "replay_rows_total": rows, "rows_per_replay": round(rows / replays, 2) if replays else 0,
             "health_live_max_ms": round(max(health) * 1000, 1),
             "health_live_answered": len(health)}
@@ -248,6 +259,7 @@ def _replays(port: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    """Run both apps and the storm; return the JSON result."""
     per_user = max(1, args.streams // args.users)
     rates = [float(r) for r in args.rates.split(",")]
     run_id = secrets.token_hex(3)
@@ -297,6 +309,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    """Parse the arguments, run, print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--users", type=int, default=100)
