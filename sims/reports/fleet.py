@@ -152,10 +152,16 @@ def fix_names() -> list[str]:
     return [info.name for info in FIXES]
 
 
-def death_times(first: float, spacing: float, count: int, seed: int) -> list[float]:
-    """``count`` silent deaths, one per ``spacing`` window from ``first``, at a random phase."""
+def death_times(first: float, spacing: float, count: int, seed: int,
+                jitter: float | None = None) -> list[float]:
+    """``count`` silent deaths, the k-th at ``first + k * spacing`` plus a uniform draw up to ``jitter``.
+
+    ``jitter`` defaults to half the spacing. To meet a periodic detector at a
+    uniformly random phase, make it at least the detector's period.
+    """
     rng = random.Random(seed)
-    return [round(first + k * spacing + rng.uniform(0.0, spacing / 2), 3) for k in range(count)]
+    width = spacing / 2 if jitter is None else jitter
+    return [round(first + k * spacing + rng.uniform(0.0, width), 3) for k in range(count)]
 
 
 def detections(result: Result) -> pd.DataFrame:
