@@ -1,0 +1,346 @@
+"""Is a recorded run a behaviour of ``model.world``? A search over world and trace together.
+
+A search node is a world state, how far each machine instance's recorded inputs
+have been matched, and which recorded session each world stream is. From a node,
+every world transition is tried: the inputs it feeds to machines (recorded by
+wrapping ``model.world``'s ``_feed_*`` helpers for the duration of a call, never
+editing them) must equal, per instance, the next recorded inputs of that
+instance; a publish or a fault must equal the environment's next line. Steps that
+feed nothing observable (time passing, Redis delivery, a publisher's internals)
+are free. An instance whose recording has ended takes anything. The run is a
+behaviour when a node matches every line; every state on the way must satisfy
+:func:`model.world.state_violations`.
+
+Abstractions (documented in the README section): inputs are matched per instance,
+not across instances; time is in ticks of ``tick`` seconds (default: untimed, every
+timer one tick), so only the order the timers impose is checked; event ids are
+compared by seq, not epoch; sentinel tokens are not compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import model.world as W
+from model import client as cl
+from model.fixes import Fixes
+from model.world import State, WorldConfig, initial_state, state_violations, transition_kind
+from service.trace import encode
+from sims.conform.traces import Key, Line, Trace, input_key
+
+__all__ = ["Failure", "Result", "Step", "conform", "recording", "successors_with_feeds",
+           "world_config"]
+
+Feed = tuple[Any, ...]
+
+
+class Step(NamedTuple):
+    """One world transition of the found path, with what it fed."""
+
+    label: str
+    kind: str
+    feeds: tuple[Feed, ...]
+
+
+class Failure(NamedTuple):
+    """The first trace line no world transition explains."""
+
+    line: Line | None
+    instance: str
+    allowed: tuple[str, ...]  #: what the world could feed that instance instead
+    violation: tuple[str, ...]  #: invariants broken on the furthest path, if that stopped it
+
+
+class Result(NamedTuple):
+    """The verdict of one conformance search."""
+
+    ok: bool
+    config: WorldConfig
+    nodes: int
+    path: tuple[Step, ...]
+    failure: Failure | None
+    complete: bool = True
+
+
+# ---------------------------------------------------------------- recording world steps
+
+_LOGS: dict[int, tuple[object, list[Feed]]] = {}
+_BY_STATE: dict[int, list[Feed]] = {}
+_CURRENT: list[int] = []
+
+
+def _log(ctx: object) -> list[Feed]:
+    hit = _LOGS.get(id(ctx))
+    if hit is None or hit[0] is not ctx:
+        hit = (ctx, [])
+        _LOGS[id(ctx)] = hit
+    return hit[1]
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[None]:
+    """Wrap the world's feed helpers so each successor state carries what it fed."""
+    orig = (W._feed_client, W._feed_session, W._feed_subscriber, W._close_stream,
+            W._client_act, W._Ctx.state)
+
+    def feed_client(ctx: Any, i: int, event: Any) -> None:
+        _log(ctx).append(("client", i, event, ctx.clients[i].m.status.value))
+        _CURRENT.append(i)
+        try:
+            orig[0](ctx, i, event)
+        finally:
+            _CURRENT.pop()
+
+    def feed_session(ctx: Any, i: int, k: int, event: Any) -> None:
+        sess = ctx.clients[i].streams[k].sess
+        _log(ctx).append(("session", i, k, event, sess.phase.value if sess else "new"))
+        orig[1](ctx, i, k, event)
+
+    def feed_subscriber(ctx: Any, r: int, event: Any) -> None:
+        _log(ctx).append(("subscriber", r, event, ctx.replicas[r].sub.health.value))
+        orig[2](ctx, r, event)
+
+    def close_stream(ctx: Any, i: int, k: int) -> None:
+        _log(ctx).append(("del", i, k))
+        orig[3](ctx, i, k)
+
+    def client_act(ctx: Any, slot: Any, act: Any) -> Any:
+        if isinstance(act, cl.CloseStream) and _CURRENT:
+            _log(ctx).append(("del", _CURRENT[-1], len(slot.streams) - 1))
+        elif isinstance(act, cl.OpenStream) and _CURRENT:
+            _log(ctx).append(("add", _CURRENT[-1]))
+        return orig[4](ctx, slot, act)
+
+    def ctx_state(self: Any, s: State, **kw: Any) -> State:
+        out: State = orig[5](self, s, **kw)
+        _BY_STATE[id(out)] = _log(self)
+        return out
+
+    W._feed_client, W._feed_session, W._feed_subscriber = feed_client, feed_session, feed_subscriber
+    W._close_stream, W._client_act = close_stream, client_act
+    W._Ctx.state = ctx_state  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        (W._feed_client, W._feed_session, W._feed_subscriber, W._close_stream,
+         W._client_act) = orig[:5]
+        W._Ctx.state = orig[5]  # type: ignore[method-assign]
+
+
+def successors_with_feeds(cfg: WorldConfig, s: State) -> list[tuple[str, State, list[Feed]]]:
+    """The world's successors, each with the machine inputs it fed (inside ``recording()``)."""
+    _LOGS.clear()
+    _BY_STATE.clear()
+    out = [(label, nxt, _BY_STATE.get(id(nxt), [])) for label, nxt in W.successors(cfg, s)]
+    _LOGS.clear()
+    _BY_STATE.clear()
+    return out
+
+
+# ---------------------------------------------------------------- config
+
+
+def world_config(trace: Trace, *, tick: float | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> WorldConfig:
+    """The world a trace ran in: its actors, publishes, faults, fixes, limits and timings."""
+    server = [c for c in trace.configs if c.get("role") == "server"]
+    client = [c for c in trace.configs if c.get("role") == "client"]
+    fixes = Fixes.from_names(server[0]["fixes"]) if server and "fixes" in server[0] else Fixes()
+    clients = sum(1 for i in trace.instances if i.machine == "client")
+    replicas = sum(1 for i in trace.instances if i.machine == "subscriber")
+    events = sum(1 for e in trace.env if e.key[0] == "publish")
+    faults = sum(1 for e in trace.env if e.key[0] != "publish")
+
+    def ticks(seconds: Any, default: int = 1) -> int:
+        if tick is None or seconds is None:
+            return default
+        return max(1, round(float(seconds) / tick))
+
+    c0: Mapping[str, Any] = client[0] if client else {}
+    s0: Mapping[str, Any] = server[0] if server else {}
+    values: dict[str, Any] = dict(
+        clients=max(1, clients), replicas=max(1, replicas), events=events, faults=faults,
+        max_attempts=int(c0.get("max_attempts", 50)),
+        replay_limit=int(s0.get("replay_limit", 1000)),
+        heartbeat_timeout=ticks(c0.get("heartbeat_timeout")),
+        heartbeat_check_interval=ticks(c0.get("heartbeat_check_interval")),
+        sentinel_interval=ticks(s0.get("sentinel_interval_s")),
+        sentinel_timeout=ticks(s0.get("sentinel_timeout_s")),
+        backoff_base=ticks(c0.get("backoff_base")),
+        backoff_cap=ticks(c0.get("backoff_cap")),
+        fixes=fixes,
+    )
+    values.update(overrides or {})
+    return WorldConfig(**values)
+
+
+# ---------------------------------------------------------------- the search
+
+
+class _Node(NamedTuple):
+    state: State
+    pos: tuple[int, ...]
+    align: tuple[tuple[int, ...], ...]  #: per client, per world stream: session instance
+    used: int  #: bitmask of session instances assigned so far
+
+
+def _key(machine: str, event: Any) -> Key:
+    return input_key(machine, encode(event))
+
+
+def conform(trace: Trace, cfg: WorldConfig, *, max_nodes: int = 300_000) -> Result:
+    """Search for a world path whose fed inputs equal the trace, invariants holding."""
+    insts = trace.instances
+    n_env = len(insts)
+    lines = [inst.lines for inst in insts] + [trace.env]
+    clients = [k for k, i in enumerate(insts) if i.machine == "client"]
+    subs = [k for k, i in enumerate(insts) if i.machine == "subscriber"]
+    sessions = [k for k, i in enumerate(insts) if i.machine == "session"]
+    names = [f"{i.machine} {i.ident}" for i in insts] + ["env"]
+    order: dict[tuple[int, int], int] = {}
+    every = sorted(((ln.file, ln.lineno), k, p) for k, ls in enumerate(lines)
+                   for p, ln in enumerate(ls))
+    for g, (_, k, p) in enumerate(every):
+        order[(k, p)] = g
+    total = len(every)
+
+    s0 = initial_state(cfg)
+    start = _Node(s0, (0,) * len(lines), tuple((-1,) * len(sl.streams) for sl in s0.clients), 0)
+    parent: dict[_Node, tuple[_Node | None, Step | None]] = {start: (None, None)}
+    queue: deque[_Node] = deque([start])
+    best: tuple[int, _Node] = (-1, start)
+    worst_violation: tuple[int, tuple[str, ...]] = (-1, ())
+
+    def frontier(node: _Node) -> int:
+        pending = [order[(k, p)] for k, p in enumerate(node.pos) if p < len(lines[k])]
+        return min(pending) if pending else total
+
+    def advance(node: _Node, label: str, nxt: State, feeds: list[Feed]) -> _Node | None:
+        pos = list(node.pos)
+        align = [list(a) for a in node.align]
+        used = node.used
+
+        def take(k: int, key: Key) -> bool:
+            if k < 0:
+                return True  # a stream no recorded session stands for (its client had ended)
+            if pos[k] >= len(lines[k]):
+                return True  # this instance's recording has ended: it takes anything
+            if lines[k][pos[k]].key != key:
+                return False
+            pos[k] += 1
+            return True
+
+        kind = transition_kind(label)
+        if kind == "publish" and nxt.published > node.state.published:
+            if not take(n_env, ("publish",)):
+                return None
+        elif kind not in W.PROGRESS_KINDS:
+            if not take(n_env, (kind,)):
+                return None
+        for feed in feeds:
+            what = feed[0]
+            if what == "client":
+                _, i, event, _ = feed
+                if i >= len(clients) or not take(clients[i], _key("client", event)):
+                    return None
+            elif what == "subscriber":
+                _, r, event, _ = feed
+                if r >= len(subs) or not take(subs[r], _key("subscriber", event)):
+                    return None
+            elif what == "session":
+                _, i, k, event, _ = feed
+                key = _key("session", event)
+                if key[0] == "Open":
+                    pick = -1
+                    for bit, sk in enumerate(sessions):
+                        if not used >> bit & 1 and lines[sk] and lines[sk][0].key == key:
+                            pick = bit
+                            break
+                    if pick < 0:
+                        ended = i < len(clients) and node.pos[clients[i]] >= len(lines[clients[i]])
+                        if not ended:
+                            return None
+                        align[i][k] = -2
+                        continue
+                    used |= 1 << pick
+                    align[i][k] = pick
+                    pos[sessions[pick]] += 1
+                    continue
+                bit = align[i][k]
+                if not take(sessions[bit] if bit >= 0 else -1, key):
+                    return None
+            elif what == "del":
+                del align[feed[1]][feed[2]]
+            elif what == "add":
+                align[feed[1]].append(-1)
+        return _Node(nxt, tuple(pos), tuple(tuple(a) for a in align), used)
+
+    found: _Node | None = None
+    complete = True
+    with recording():
+        while queue:
+            node = queue.popleft()
+            f = frontier(node)
+            if f > best[0]:
+                best = (f, node)
+            if f == total:
+                found = node
+                break
+            if len(parent) > max_nodes:
+                complete = False
+                break
+            for label, nxt, feeds in successors_with_feeds(cfg, node.state):
+                child = advance(node, label, nxt, feeds)
+                if child is None or child in parent:
+                    continue
+                bad = state_violations(cfg, nxt)
+                if bad:
+                    g = frontier(child)
+                    if g > worst_violation[0]:
+                        worst_violation = (g, tuple(bad))
+                    continue
+                parent[child] = (node, Step(label, transition_kind(label), tuple(feeds)))
+                queue.append(child)
+    if found is not None:
+        return Result(True, cfg, len(parent), _path(parent, found), None, True)
+    f, node = best
+    failure = _explain(cfg, node, lines, names, f, total, order, clients, subs)
+    violation = worst_violation[1] if worst_violation[0] >= f else ()
+    return Result(False, cfg, len(parent), _path(parent, node),
+                  failure._replace(violation=violation), complete)
+
+
+def _path(parent: Mapping[_Node, tuple[_Node | None, Step | None]], node: _Node) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    cur: _Node | None = node
+    while cur is not None:
+        prev, step = parent[cur]
+        if step is not None:
+            steps.append(step)
+        cur = prev
+    return tuple(reversed(steps))
+
+
+def _explain(cfg: WorldConfig, node: _Node, lines: list[tuple[Line, ...]], names: list[str],
+             f: int, total: int, order: Mapping[tuple[int, int], int], clients: list[int],
+             subs: list[int]) -> Failure:
+    if f >= total:
+        return Failure(None, "", (), ())
+    k = next(k for k, p in enumerate(node.pos) if p < len(lines[k]) and order[(k, p)] == f)
+    line = lines[k][node.pos[k]]
+    allowed: set[str] = set()
+    with recording():
+        for label, _nxt, feeds in successors_with_feeds(cfg, node.state):
+            for feed in feeds:
+                if feed[0] == "client" and k in clients and clients.index(k) == feed[1]:
+                    allowed.add(repr(_key("client", feed[2])))
+                elif feed[0] == "subscriber" and k in subs and subs.index(k) == feed[1]:
+                    allowed.add(repr(_key("subscriber", feed[2])))
+                elif feed[0] == "session" and names[k].startswith("session"):
+                    allowed.add(repr(_key("session", feed[3])))
+            if names[k] == "env":
+                allowed.add(transition_kind(label))
+    return Failure(line, names[k], tuple(sorted(allowed)), ())
