@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     store = Store(settings.database_url, settings.db_schema,
                   replay_timeout_ms=settings.replay_timeout_ms,
-                  topic_sequence=settings.fixes.topic_sequence)
+                  topic_sequence=settings.fixes.topic_sequence, max_size=settings.db_pool_max)
     sessions: set[StreamSession] = set()
     stream_ids = itertools.count()
 

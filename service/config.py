@@ -18,6 +18,7 @@ SSELAB_REPLAY_TIMEOUT_MS       statement_timeout of a replay query         5000
 SSELAB_SNAPSHOT_LIMIT          recent events in ``GET /snapshot``          100
 SSELAB_MAX_EVENT_BYTES         largest ``POST /events`` body               65536
 SSELAB_REDIS_RETRY_S           wait before the subscriber link redials     0.5
+SSELAB_DB_POOL_MAX             Postgres connections per pool (2 pools)     20
 SSELAB_RETENTION_S             keep events this long (0: forever)          0
 SSELAB_REPLICA                 this replica's name (sentinel channel)      host-pid-random
 SSELAB_LOG_LEVEL               log level of the JSON logs                  INFO
@@ -84,6 +85,7 @@ class Settings:
     snapshot_limit: int = 100
     max_event_bytes: int = 65536
     redis_retry_s: float = 0.5
+    db_pool_max: int = 20
     retention_s: float = 0.0
     replica: str = "replica"
     log_level: str = "INFO"
@@ -119,6 +121,7 @@ class Settings:
             max_event_bytes=int(_number(env, "SSELAB_MAX_EVENT_BYTES", 65536, minimum=64,
                                         integer=True)),
             redis_retry_s=_number(env, "SSELAB_REDIS_RETRY_S", 0.5, minimum=0.0),
+            db_pool_max=int(_number(env, "SSELAB_DB_POOL_MAX", 20, minimum=2, integer=True)),
             retention_s=_number(env, "SSELAB_RETENTION_S", 0.0, minimum=0.0),
             replica=_get(env, "SSELAB_REPLICA", default_replica),
             log_level=_get(env, "SSELAB_LOG_LEVEL", "INFO").upper(),
