@@ -5,7 +5,10 @@ fail the way networks do: :meth:`TcpProxy.stall` keeps every connection open but
 stops forwarding (a half-open, silent link: bytes are read and dropped, nothing
 errors), :meth:`TcpProxy.resume` lets *new* connections through again (stalled
 ones stay dead until their owner closes them), and :meth:`TcpProxy.cut` closes
-every connection at once. It runs on its own thread and event loop, so a test on
+every connection at once. :meth:`TcpProxy.hold` delays instead of dropping: a
+chunk (every one, or one that contains a marker, such as a query's text) waits,
+with everything behind it on that link and direction, until :meth:`TcpProxy.release`.
+It runs on its own thread and event loop, so a test on
 another loop (or none) can drive it; :meth:`close` stops it and its connections.
 """
 
@@ -42,6 +45,10 @@ class TcpProxy:
         self.port = port
         self.accepted = 0  #: connections accepted so far
         self._stalled = False
+        self._hold: bytes | None = None
+        self._holding = False
+        self._released = asyncio.Event()
+        self.held = 0  #: link directions waiting for :meth:`release` right now
         self._links: set[_Link] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -69,6 +76,20 @@ class TcpProxy:
     def resume(self) -> None:
         """Forward new connections again; connections stalled so far stay stalled."""
         self._loop.call_soon_threadsafe(setattr, self, "_stalled", False)
+
+    def hold(self, marker: bytes | None = None) -> None:
+        """Delay (never drop) every chunk, or only chunks containing ``marker``, until release()."""
+        def apply() -> None:
+            self._hold, self._holding = marker, True
+            self._released.clear()
+        self._loop.call_soon_threadsafe(apply)
+
+    def release(self) -> None:
+        """Forward everything held, in order, and stop holding."""
+        def apply() -> None:
+            self._holding = False
+            self._released.set()
+        self._loop.call_soon_threadsafe(apply)
 
     def cut(self) -> None:
         """Close every connection through the proxy."""
@@ -119,8 +140,7 @@ class TcpProxy:
             self._links.discard(link)
             link.close()
 
-    @staticmethod
-    async def _pump(link: _Link, reader: asyncio.StreamReader,
+    async def _pump(self, link: _Link, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -129,6 +149,12 @@ class TcpProxy:
                     break
                 if link.stalled:
                     continue  # read and drop: the peer sees silence, not an error
+                if self._holding and (self._hold is None or self._hold in data):
+                    self.held += 1
+                    try:
+                        await self._released.wait()
+                    finally:
+                        self.held -= 1
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -31,13 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="also list the world kinds and machine pairs the traces exercised")
     p.add_argument("--without", type=fix_name, metavar="FIX",
                    help="replay the counterexample for this fix on the live stack")
+    p.add_argument("--publishers", type=int, default=1,
+                   help="publishers in the checker's world for --without (%(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run what the arguments ask for; return the exit status."""
     if args.without:
-        return _stack(args.without)
+        return _stack(args.without, args.publishers)
     if not args.traces:
         print("sselab conform: error: give TRACE files or --without FIX", file=sys.stderr)
         return 2
@@ -81,17 +83,25 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _stack(fix: str) -> int:
+def _stack(fix: str, publishers: int) -> int:
+    from model.fixes import Fixes
+    from model.world import WorldConfig
+    from service.testing.stack import unreachable
     from sims.conform.stack import counterexample, run_on_stack
 
-    invariant, labels, _ = counterexample(fix)
+    problem = unreachable()
+    if problem is not None:
+        print(f"sselab conform: error: {problem}", file=sys.stderr)
+        return 2
+    invariant, labels, _ = counterexample(
+        fix, WorldConfig(publishers=publishers, fixes=Fixes().without(fix)))
     print(f"checker: with {fix} off, {invariant} breaks in {len(labels)} steps:")
     for n, label in enumerate(labels, 1):
         print(f"  {n:>3}. {label}")
     verdicts = {}
     for on in (False, True):
         try:
-            r = run_on_stack(fix, on=on)
+            r = run_on_stack(fix, on=on, publishers=publishers)
         except NotImplementedError as exc:
             print(f"not mapped to the real stack: {exc}")
             return 1

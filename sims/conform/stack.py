@@ -18,29 +18,39 @@ postgres.prune           ``Store.prune(topic, upto_seq)``
 replicas.down / up       kill the server process / start it again on its port
 network.drop / stall     cut / stall the proxy between client and server
 trigger / retry          ``client.online()`` / ``client.recover()``
+clients.sleep            freeze the client's timers (:class:`SleepableTimers`)
+                         and stall its stream through the proxy
+wake                     release them: every armed timer is due at once; the
+                         network comes back (new links pass) when the steps end
+receive (snapshot next)  a rehydration is running: the snapshot's second read
+                         waits at a proxy before Postgres, and the client's
+                         event frames wait at its proxy, until ``snapshot``
+snapshot                 release both: the read completes, then the frames
 accept / refuse          the client starts (its first attempt), then progress
 other progress           happens on its own: wait for quiescence
 =======================  =====================================================
 
-``clients.sleep`` (and so the F3 counterexample) is not mapped: the service
-client's timers run on the event loop, with no hook to freeze them.
 Afterwards the invariant the checker found broken is judged on what happened:
 ``no-silent-stale`` with :class:`model.invariants.StaleFacts` from the client's
-applied ids against the events committed in Postgres, ``bounded-counter`` from
-the machine's counter against the attempts the shell really opened.
+applied ids against the events committed in Postgres (after quiescence),
+``bounded-counter`` from the machine's counter against the attempts the shell
+really opened, after every machine step (the first mismatch is kept).
+A snapshot applies the state as of its newest row (or, with every row pruned,
+as of the topic's floor), not as of the head it reports.
+
+:data:`UNMAPPED` lists the counterexamples the real service cannot take, and why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import secrets
-import sys
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from model.fixes import Fixes
+from model.fixes import Fixes, resolve_fix_name
 from model.invariants import (
     BOUNDED_COUNTER,
     FAILED_ONLY_AFTER_MAX,
@@ -52,10 +62,16 @@ from model.world import WorldConfig, transition_kind
 
 __all__ = ["StackRun", "UNMAPPED", "counterexample", "run_on_stack"]
 
-ROOT = Path(__file__).resolve().parents[2]
-#: Fault kinds the runner cannot produce for real, and why.
-UNMAPPED = {"clients.sleep": "the client's loop timers cannot be frozen from outside",
-            "wake": "the client's loop timers cannot be frozen from outside"}
+#: Fixes whose counterexample the real service cannot take, and why.
+UNMAPPED = {
+    "topic-sequence":
+        "the checker's steps 1-3 have publisher 1 commit id 2 while publisher 0 holds id 1 "
+        "uncommitted; the store's seed SQL (one shared sequence) takes the id in the same "
+        "statement that updates the topic row, so the second transaction waits on that row "
+        "lock until the first commits (tried with two psycopg connections: B blocks for as "
+        "long as A stays open) and commits land in id order; only the microseconds between "
+        "nextval() and the row lock inside one statement could invert them",
+}
 
 
 class StackRun(NamedTuple):
@@ -79,12 +95,6 @@ def counterexample(fix: str, cfg: WorldConfig | None = None) -> tuple[str, list[
     return v.invariant, v.trace, cfg
 
 
-def _helpers() -> Any:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tests.integration.conftest")
-
-
 async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: int) -> StackRun:
     import psycopg
 
@@ -93,30 +103,56 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
     from model.core import EventId
     from service.client import EventStreamClient
     from service.store import Store
+    from service.testing import stack as it
     from service.testing.proxy import TcpProxy
+    from service.testing.sleep import SleepableTimers
 
-    it = _helpers()
-    ns = f"sselab_it_{secrets.token_hex(4)}"
+    ns = it.new_namespace()
     user = f"u-{secrets.token_hex(4)}"
     host, port = it.REDIS_URL.split("//")[1].split("/")[0].split(":")
     kinds = [transition_kind(label) for label in labels]
     logs = Path(tempfile.mkdtemp(prefix="sselab-conform-"))
     redis_proxy = TcpProxy(host, int(port)).start()
-    server = it.Server(ns, logs, {"SSELAB_FIXES": str(fixes), "SSELAB_REPLAY_TIMEOUT_MS": "300",
-                                  "SSELAB_REPLAY_LIMIT": "2", "SSELAB_REDIS_RETRY_S": "1.0",
-                                  "SSELAB_SUBSCRIBER_REDIS_URL":
-                                      f"redis://127.0.0.1:{redis_proxy.port}/0"})
+    env = {"SSELAB_FIXES": str(fixes), "SSELAB_REPLAY_TIMEOUT_MS": "300",
+           "SSELAB_REPLAY_LIMIT": "2", "SSELAB_REDIS_RETRY_S": "1.0",
+           "SSELAB_SUBSCRIBER_REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/0"}
+    pg_proxy: TcpProxy | None = None
+    if "snapshot" in kinds:  # the snapshot's reads go through a proxy that can hold one
+        pg = psycopg.conninfo.conninfo_to_dict(it.DATABASE_URL)
+        pg_proxy = TcpProxy(str(pg.get("host", "127.0.0.1")), int(str(pg.get("port") or 5432))).start()
+        env["SSELAB_DATABASE_URL"] = psycopg.conninfo.make_conninfo(
+            it.DATABASE_URL, host="127.0.0.1", port=pg_proxy.port)
+    server = it.Server(ns, logs, env)
     server.start()
     client_proxy = TcpProxy("127.0.0.1", server.port).start()
     applied: set[int] = set()
     epoch: list[int] = []
     locker: Any = None
     client: EventStreamClient | None = None
+    timers: SleepableTimers | None = None
+    broken: list[str] = []  # bounded-counter, judged after every machine step
     settle = 0.4
+
+    def floor_now() -> int:
+        with psycopg.connect(it.DATABASE_URL) as conn:
+            row = conn.execute(f"SELECT floor FROM {ns}.topics WHERE topic = %s", (user,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def on_rehydrate(snap: Any) -> None:
+        top = max((e.id.seq for e in snap.events), default=0) or floor_now()
+        applied.update(range(1, top + 1))  # the state as of the newest row the snapshot read
+
+    class Observed(EventStreamClient):
+        def feed(self, event: Any) -> None:
+            super().feed(event)
+            m = self.state
+            if not broken and (m.attempts != self.opens_since_stable or m.attempts > max_attempts):
+                broken.append(f"after {event.__class__.__name__}: counter={m.attempts} "
+                              f"attempts_really_started={self.opens_since_stable} "
+                              f"max={max_attempts} status={m.status.value}")
+
     try:
         for n, kind in enumerate(kinds):
-            if kind in UNMAPPED:
-                raise NotImplementedError(f"{labels[n]!r}: {UNMAPPED[kind]}")
             if kind == "publish" and "commits" in labels[n]:
                 ids = await asyncio.to_thread(it.publish, server, user, 1)
                 epoch[:] = [EventId.parse(ids[0]).epoch]
@@ -134,11 +170,17 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
                                    max_attempts=max_attempts, fixes=fixes,
                                    policy=BackoffPolicy(kind=Kind.EXPONENTIAL, base=0.05, cap=0.2))
                 start = EventId(epoch[0], 0) if epoch else None
-                client = EventStreamClient(
+                if pg_proxy is not None and "snapshot" in kinds[n:]:
+                    # The rehydration a later frame starts reads twice; its second read waits,
+                    # and so do the client's event frames, until the world's "snapshot loaded".
+                    pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
+                                  else b"SELECT epoch, head FROM")
+                    client_proxy.hold(b"event: note")
+                timers = SleepableTimers()
+                client = Observed(
                     f"http://127.0.0.1:{client_proxy.port}", lambda: it.token(user), config=cfg,
                     last_event_id=start, on_event=lambda e: applied.add(e.id.seq),
-                    on_rehydrate=lambda s: applied.update(range(1, s.head.seq + 1)),  # state as of head
-                    open_timeout=2.0)
+                    on_rehydrate=on_rehydrate, timers=timers, open_timeout=2.0)
                 client.start()
             elif kind == "redis.subscriber_dies":
                 redis_proxy.stall()  # the open link goes silent ...
@@ -161,31 +203,47 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
                 client_proxy.cut()
             elif kind == "network.stall":
                 client_proxy.stall()
+            elif kind == "clients.sleep" and timers is not None:
+                timers.freeze()  # the lid closes: no timer fires ...
+                client_proxy.stall()  # ... and the stream goes silent
+            elif kind == "wake" and timers is not None:
+                timers.release()  # every timer whose deadline passed is due now
+            elif kind == "receive" and pg_proxy is not None and "snapshot" in kinds[n:]:
+                deadline = asyncio.get_running_loop().time() + 5
+                while pg_proxy.held == 0 and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.02)
+                if pg_proxy.held == 0:
+                    raise RuntimeError("the snapshot's second read never reached Postgres")
+                continue
+            elif kind == "snapshot" and pg_proxy is not None:
+                pg_proxy.release()
+                await asyncio.sleep(settle)
+                client_proxy.release()
             elif kind in ("trigger", "retry") and client is not None:
                 if client.status is Status.FAILED:
                     client.opens_since_stable = 0  # recover() starts a new count (the world's rule)
                 client.online() if kind == "trigger" else client.recover()
             await asyncio.sleep(settle)
+        client_proxy.resume()  # a woken laptop's network comes back
         await asyncio.sleep(3.0)  # quiescence: detection bound (1.5 s) and recovery
         assert client is not None, "the counterexample never started the client"
         if invariant == NO_SILENT_STALE:
             with psycopg.connect(it.DATABASE_URL) as conn:
                 committed = {int(r[0]) for r in conn.execute(
                     f"SELECT seq FROM {ns}.events WHERE topic = %s", (user,)).fetchall()}
-                floor_row = conn.execute(f"SELECT floor FROM {ns}.topics WHERE topic = %s",
-                                         (user,)).fetchone()
-            floor = int(floor_row[0]) if floor_row else 0
-            everything = committed | set(range(1, floor + 1))  # pruned rows were committed too
+            everything = committed | set(range(1, floor_now() + 1))  # pruned rows were committed
             missing = len(everything - applied)
             stale = StaleFacts(client.live, missing, 0, False, False, False)
             return StackRun(invariant, covered(stale), repr(stale), tuple(labels))
         if invariant in (BOUNDED_COUNTER, FAILED_ONLY_AFTER_MAX):
             m = client.state
-            ok = m.attempts == client.opens_since_stable and m.attempts <= max_attempts
+            ok = not broken and m.attempts == client.opens_since_stable \
+                and m.attempts <= max_attempts
             if invariant == FAILED_ONLY_AFTER_MAX:
                 ok = not (m.status is Status.FAILED and client.opens_since_stable < max_attempts)
-            facts = (f"counter={m.attempts} attempts_really_started={client.opens_since_stable} "
-                     f"max={max_attempts} status={m.status.value}")
+            facts = broken[0] if broken else (
+                f"counter={m.attempts} attempts_really_started={client.opens_since_stable} "
+                f"max={max_attempts} status={m.status.value}")
             return StackRun(invariant, ok, facts, tuple(labels))
         raise NotImplementedError(f"judging {invariant} on the real stack is not mapped")
     finally:
@@ -196,12 +254,18 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
         client_proxy.close()
         server.kill()
         redis_proxy.close()
-        with psycopg.connect(it.DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {ns} CASCADE")
+        if pg_proxy is not None:
+            pg_proxy.close()
+        it.drop_schema(ns)
+        shutil.rmtree(logs, ignore_errors=True)
 
 
-def run_on_stack(fix: str, *, on: bool) -> StackRun:
+def run_on_stack(fix: str, *, on: bool, publishers: int = 1) -> StackRun:
     """Play the checker's counterexample for ``fix`` on the live stack, the fix on or off."""
-    invariant, labels, cfg = counterexample(fix)
+    name = resolve_fix_name(fix)
+    if name in UNMAPPED:
+        raise NotImplementedError(f"{name}: {UNMAPPED[name]}")
+    invariant, labels, cfg = counterexample(
+        fix, WorldConfig(publishers=publishers, fixes=Fixes().without(fix)))
     fixes = Fixes() if on else Fixes().without(fix)
     return asyncio.run(_run(labels, invariant, fixes, cfg.max_attempts))

@@ -8,11 +8,21 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
-from integration.conftest import Server, kill_redis_clients, publish, wait_for
 from integration.test_seed_fixes import make_client
 
 from service import trace
+from service.store import Store
+from service.testing.stack import (
+    DATABASE_URL,
+    Server,
+    drop_schema,
+    kill_redis_clients,
+    new_namespace,
+    publish,
+    wait_for,
+)
 from sims.conform.search import conform, world_config
 from sims.conform.stack import run_on_stack
 from sims.conform.traces import read_traces
@@ -72,14 +82,53 @@ def test_real_trace_validates_and_a_dropped_event_is_found(
     assert "('EventReceived', 2)" in bad.failure.allowed
 
 
-@pytest.mark.parametrize("fix", ["F1", "F2", "F4", "F5"])
+#: The seed fixes and the additions whose bug the world shows (``sselab check --without X``).
+MAPPED = ["F1", "F2", "F3", "F4", "F5", "retention-floor", "head-before-snapshot", "stable-reset",
+          "resync-after-recovery"]
+
+
+@pytest.mark.parametrize("fix", MAPPED)
 def test_checker_counterexample_breaks_on_the_real_stack_only_without_the_fix(fix: str) -> None:
+    """The trace comes from ``sims.check.check`` (never hand-copied): off breaks, on holds."""
     off = run_on_stack(fix, on=False)
     assert not off.holds, off
     on = run_on_stack(fix, on=True)
     assert on.holds, on
 
 
-def test_f3_counterexample_is_reported_unmapped() -> None:
-    with pytest.raises(NotImplementedError, match="timers cannot be frozen"):
-        run_on_stack("F3", on=False)
+def test_topic_sequence_counterexample_cannot_happen_with_the_store_sql() -> None:
+    """Why ``topic-sequence`` stays unmapped: the checker (``--publishers 2``) needs publisher 1
+    to commit id 2 while publisher 0 holds id 1 uncommitted. With the store's own seed SQL (one
+    shared sequence) each publish updates the topic row in the statement that draws the id, so a
+    second transaction (a second psycopg connection) waits on that row lock for as long as the
+    first stays open, and the commits land in id order: the real stack cannot take step 3."""
+    with pytest.raises(NotImplementedError, match="row lock"):
+        run_on_stack("topic-sequence", on=False, publishers=2)
+    ns = new_namespace()
+
+    async def main() -> None:
+        store = Store(DATABASE_URL, ns, topic_sequence=False)
+        await store.open()
+        await store.publish("t", "note", {})
+        take = (f"WITH n AS (SELECT nextval('{ns}.shared_seq') AS seq) UPDATE {ns}.topics "
+                "SET head = GREATEST(head, n.seq) FROM n WHERE topic = %s RETURNING epoch, n.seq")
+        a = await psycopg.AsyncConnection.connect(DATABASE_URL)
+        b = await psycopg.AsyncConnection.connect(DATABASE_URL)
+        try:
+            first = await (await a.execute(take, ("t",))).fetchone()  # publisher 0 takes an id
+            second = asyncio.create_task(b.execute(take, ("t",)))  # publisher 1 tries to
+            await asyncio.sleep(1.0)
+            assert not second.done(), "publisher 1 took an id past publisher 0's open transaction"
+            await a.commit()
+            row = await (await second).fetchone()
+            await b.commit()
+            assert first is not None and row is not None and row[1] > first[1]
+        finally:
+            await a.close()
+            await b.close()
+            await store.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        drop_schema(ns)
