@@ -2,9 +2,8 @@
 
 The shortest counterexample for a fix (``sims.check.check``) is a list of world
 labels; each label's :func:`model.world.transition_kind` becomes a real
-operation on a server subprocess with real Redis and Postgres (the integration
-tests' ``Server`` and helpers, imported from ``tests/integration/conftest.py``,
-so this runs from a checkout):
+operation on a server subprocess with real Redis and Postgres (the ``Server``
+and helpers of :mod:`service.testing.stack`, so an installed package runs it):
 
 =======================  =====================================================
 kind                     real operation
@@ -22,9 +21,9 @@ clients.sleep            freeze the client's timers (:class:`SleepableTimers`)
                          and stall its stream through the proxy
 wake                     release them: every armed timer is due at once; the
                          network comes back (new links pass) when the steps end
-receive (snapshot next)  a rehydration is running: the snapshot's second read
-                         waits at a proxy before Postgres, and the client's
-                         event frames wait at its proxy, until ``snapshot``
+accept (snapshot later)  the snapshot's second read will wait at a proxy before
+                         Postgres, the client's event frames at its proxy
+receive (snapshot next)  wait until that read is held (the rehydration runs)
 snapshot                 release both: the read completes, then the frames
 accept / refuse          the client starts (its first attempt), then progress
 other progress           happens on its own: wait for quiescence
