@@ -4,7 +4,8 @@ How a report is made. ``notebooks/NAME.ipynb`` (committed without outputs) is
 executed by papermill with the parameters ``quick`` and ``seed`` injected after
 its ``parameters`` cell, on a kernel that runs *this* Python interpreter (a
 kernelspec written to a temporary ``JUPYTER_PATH`` for the run, so no set-up and
-no other environment's ``python3`` kernel can be picked up). The kernel's
+no other environment's ``python3`` kernel can be picked up; the kernel's own log
+is kept to critical messages, since a cell's errors reach the page anyway). The kernel's
 working directory is the output directory, where the notebook writes
 ``NAME.csv`` (the numbers behind its figures) and ``NAME.json`` (its one-line
 finding). The executed notebook becomes ``NAME.html`` through nbconvert's
@@ -70,7 +71,7 @@ def _kernelspec() -> Iterator[str]:
         spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
         spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                         "--IPKernelApp.log_level=ERROR"],
+                         "--IPKernelApp.log_level=CRITICAL"],
                 "display_name": "sselab (this Python)", "language": "python",
                 "env": {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                         "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
