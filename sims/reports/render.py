@@ -132,7 +132,7 @@ def render(info: ReportInfo, out: Path, *, quick: bool, seed: int = 1) -> Render
         executed = Path(tmp) / f"{info.name}.ipynb"
         try:
             pm.execute_notebook(str(src), str(executed), parameters={"quick": quick, "seed": seed},
-                                kernel_name=kernel, cwd=str(out), progress_bar=False,
+                                kernel_name=kernel, language="python", cwd=str(out), progress_bar=False,
                                 log_output=False, request_save_on_cell_execute=False)
         except Exception as exc:  # a failing cell: keep its page, report the error
             error = _first_line(exc)

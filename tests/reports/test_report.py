@@ -85,3 +85,30 @@ def test_pages_carry_no_paths_of_this_machine(
         text = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]+", "", page)
         for path in forbidden:
             assert path not in text, f"{name}.html contains {path}"
+
+
+def test_a_failing_notebook_keeps_its_page_and_names_the_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell that raises: the page is still written, the result says which cell and why."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from sims.reports import render
+    from sims.reports.catalog import REPORTS
+
+    nb = new_notebook(cells=[new_code_cell("quick = True\nseed = 1", metadata={"tags": ["parameters"]}),
+                             new_code_cell("raise RuntimeError('the sentinel never came back')")])
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    nbformat.write(nb, str(src / "detection.ipynb"))
+    monkeypatch.setattr(render, "notebooks_dir", lambda: src)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "detection.json").write_text('{"finding": "stale"}', encoding="utf-8")
+    info = next(r for r in REPORTS if r.name == "detection")
+    result = render.render(info, out, quick=True)
+    assert not result.ok
+    assert "RuntimeError: the sentinel never came back" in result.error
+    assert result.error.startswith("In [3]")  # after the parameters and the injected cell
+    assert (out / "detection.html").exists()
+    assert not (out / "detection.json").exists()  # last run's finding is not reported as this one's
