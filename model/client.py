@@ -165,6 +165,7 @@ class ClientState(NamedTuple):
     stable: bool = False  #: the current stream has delivered its first message
     monitor: bool = False  #: the heartbeat monitor is running
     last_delay: float = 0.0  #: the previous backoff delay (decorrelated jitter)
+    snapshot_failures: int = 0  #: failed snapshot loads since the last one that worked
 
     @property
     def rehydrating(self) -> bool:
@@ -380,7 +381,11 @@ def _rehydrate(cfg: ClientConfig, state: ClientState, actions: Actions) -> Clien
 
 def _after_loss(cfg: ClientConfig, state: ClientState, now: float, u: float, reason: str,
                 actions: Actions) -> ClientState:
-    """An attempt failed or the stream dropped: back off, or give up after the maximum."""
+    """An attempt failed or the stream dropped: back off, or give up after the maximum.
+
+    The delay grows with the stream attempts or, while a snapshot keeps failing, with
+    the failed loads, whichever is further along, so neither retries at the first delay.
+    """
     if cfg.fixes.max_reconnect and state.attempts >= cfg.max_attempts:
         state = _stop_monitor(state, actions)
         actions.append(Log(level="error", message="reconnect attempts exhausted",
@@ -389,7 +394,8 @@ def _after_loss(cfg: ClientConfig, state: ClientState, now: float, u: float, rea
         rehydration = (Rehydration.RUNNING if state.rehydration is Rehydration.RUNNING
                        else Rehydration.NONE)
         return state._replace(status=Status.FAILED, last_event_id=None, rehydration=rehydration)
-    wait = delay(cfg.policy, state.attempts + 1, u, state.last_delay or None)
+    wait = delay(cfg.policy, max(state.attempts, state.snapshot_failures) + 1, u,
+                 state.last_delay or None)
     actions.append(StartTimer(timer=BACKOFF, at=now + wait))
     return state._replace(status=Status.WAITING, last_delay=wait)
 
@@ -561,7 +567,7 @@ def _on_rehydrated(cfg: ClientConfig, s: ClientState, e: ClientInput
     head = e.head
     if last is None or head.epoch != last.epoch or head.seq > last.seq:
         last = head
-    n = s._replace(rehydration=Rehydration.NONE, last_event_id=last)
+    n = s._replace(rehydration=Rehydration.NONE, last_event_id=last, snapshot_failures=0)
     if s.status is Status.CONNECTING and not s.stream:
         n = _open(cfg, n, e.now, acts)  # recovery: stream only after the snapshot
     return _status(n, s, acts), acts
@@ -576,9 +582,10 @@ def _on_rehydrate_failed(cfg: ClientConfig, s: ClientState, e: ClientInput
     acts: Actions = []
     if s.status in (Status.FAILED, Status.WAITING, Status.IDLE):  # down: retry on wake-up
         retry = Rehydration.NONE if s.status is Status.FAILED else Rehydration.RETRY
-        return s._replace(rehydration=retry), acts
+        return s._replace(rehydration=retry, snapshot_failures=s.snapshot_failures + 1), acts
     # The client cannot call itself up to date: drop the stream, back off, load again.
-    n = _close(_stop_monitor(s, acts), acts)._replace(rehydration=Rehydration.RETRY)
+    n = _close(_stop_monitor(s, acts), acts)._replace(
+        rehydration=Rehydration.RETRY, snapshot_failures=s.snapshot_failures + 1)
     n = _after_loss(cfg, n, e.now, e.u, e.reason, acts)
     if n.status is Status.FAILED:
         n = n._replace(rehydration=Rehydration.NONE)
