@@ -582,10 +582,12 @@ def _on_rehydrate_failed(cfg: ClientConfig, s: ClientState, e: ClientInput
     acts: Actions = []
     if s.status in (Status.FAILED, Status.WAITING, Status.IDLE):  # down: retry on wake-up
         retry = Rehydration.NONE if s.status is Status.FAILED else Rehydration.RETRY
-        return s._replace(rehydration=retry, snapshot_failures=s.snapshot_failures + 1), acts
+        failures = min(s.snapshot_failures + 1, cfg.max_attempts)  # bounded: states stay finite
+        return s._replace(rehydration=retry, snapshot_failures=failures), acts
     # The client cannot call itself up to date: drop the stream, back off, load again.
     n = _close(_stop_monitor(s, acts), acts)._replace(
-        rehydration=Rehydration.RETRY, snapshot_failures=s.snapshot_failures + 1)
+        rehydration=Rehydration.RETRY,
+        snapshot_failures=min(s.snapshot_failures + 1, cfg.max_attempts))
     n = _after_loss(cfg, n, e.now, e.u, e.reason, acts)
     if n.status is Status.FAILED:
         n = n._replace(rehydration=Rehydration.NONE)
