@@ -16,6 +16,9 @@ The shape, in four parts:
   is driven to quiescence deterministically, the safety invariants are judged
   on the way, and ``convergence`` is asserted at the end.
 
+Rule choice has one documented bias (see "The scheduling bias" below): each run
+also draws which fault kinds it suffers and which kinds of progress are slow.
+
 A broken invariant raises :class:`InvariantViolation` (one subclass per name,
 so Hypothesis shrinks each bug on its own) whose message lists the labels of
 the steps taken; the labels are ``note()``-d too, so Hypothesis prints them
@@ -203,7 +206,7 @@ class WorldMachine(RuleBasedStateMachine):
     configs: ClassVar[st.SearchStrategy[WorldConfig]] = world_configs()
     #: Whether teardown runs the heal phase and asserts convergence.
     healing: ClassVar[bool] = True
-    #: Whether each run draws a set of slow kinds (see :data:`SLOWABLE_KINDS`).
+    #: Whether each run draws its fault kinds and slow kinds (the scheduling bias above).
     scheduling_bias: ClassVar[bool] = True
     #: The safety invariants judged after every step (all of them unless a test narrows it).
     judged: ClassVar[frozenset[str]] = frozenset(SAFETY)
