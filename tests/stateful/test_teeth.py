@@ -1,12 +1,15 @@
 """Teeth: with one fix off, Hypothesis finds the bug it prevents and names the right invariant.
 
 Each case runs :class:`~stateful.world_machine.WorldMachine` under fixed settings
-(:data:`TEETH_SETTINGS`, independent of the profile, derandomized so a run is the
-same run everywhere) on configs drawn with that fix off and sizes pinned to a world
+(:data:`TEETH_SETTINGS`, derandomized so a search is the same search everywhere, and
+the same under every profile but for shrinking) on configs drawn with that fix off and sizes pinned to a world
 that can show the bug (:data:`SMALL` plus the case's own). The shrunk counterexample
 is printed (``pytest -s`` or ``-rP`` shows it) and its invariant must be one the
 fix protects (``model.fixes.FIXES``). The same settings with every fix on find
 nothing.
+
+Under the ``dev`` profile the searches skip shrinking and the all-fixes-on runs are
+skipped (quick feedback); ``ci`` (what CI runs) and ``deep`` run all of it.
 
 The safety cases run without the heal phase, so a liveness symptom of the same
 bug cannot stand in for the safety invariant the fix protects; the heal phase has
@@ -21,6 +24,8 @@ them on and off in every run (``test_world.py``), and nothing breaks either way.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
@@ -28,13 +33,23 @@ from model.fixes import FIXES, Fixes, resolve_fix_name
 from model.invariants import BOUNDED_REPLAY, CONVERGENCE
 from stateful.world_machine import Found, find_violation, machine_for
 
-#: Fixed search settings: derandomized, enough examples for every seed bug, no explain
-#: phase (it re-runs the failure many times only to annotate it).
+#: Under the ``dev`` profile the teeth only search (no shrinking) and the all-fixes-on runs
+#: are skipped, for quick feedback; ``ci`` and ``deep`` run everything below.
+QUICK = os.environ.get("HYPOTHESIS_PROFILE", "dev") == "dev"
+
+#: Fixed search settings: derandomized, enough examples for every seed bug (the slowest,
+#: head-before-snapshot and replay-failed-signal, need a few hundred runs; 2000 examples
+#: leave a margin of three or more), no explain phase (it re-runs the failure many times
+#: only to annotate it).
 TEETH_SETTINGS = settings(
     derandomize=True, database=None, max_examples=2000, stateful_step_count=25, deadline=None,
-    report_multiple_bugs=False, phases=(Phase.explicit, Phase.generate, Phase.shrink),
+    report_multiple_bugs=False,
+    phases=(Phase.explicit, Phase.generate) + (() if QUICK else (Phase.shrink,)),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+full_only = pytest.mark.skipif(QUICK, reason="an all-fixes-on run at the teeth settings: "
+                                             "HYPOTHESIS_PROFILE=ci")
 
 #: One client, one replica, a fault or two, up to three events, one or two attempts before
 #: failing: enough for every seed bug, and small enough that a search finds each in seconds.
@@ -56,10 +71,10 @@ TEETH: list[tuple[str, dict[str, int | tuple[int, int]], frozenset[str] | None]]
     ("resync-after-recovery", {}, None),
 ]
 
-#: Fixes whose bug also stops the world from converging: the heal phase's own teeth. (F1, F2,
+#: Fixes whose bug also stops the world from converging: the heal phase's own teeth. F1, F2,
 #: topic-sequence, head-before-snapshot and resync-after-recovery stop it too; these two are
-#: the classic silent death and a livelock that no safety invariant sees: with retention-floor
-#: off, a session re-queries pruned rows forever while the rows count as in flight.)
+#: the seed's silent subscriber death, detected by nobody, and an event pruned before a
+#: client caught up, which it then never gets.
 HEAL_TEETH = ["F4", "retention-floor"]
 
 #: The heal cases' settings: every run also heals, so fewer runs; the bugs show sooner.
@@ -74,7 +89,8 @@ def protected(fix: str) -> frozenset[str]:
 
 def _show(fix: str, found: Found) -> None:
     print(f"\n{fix} off -> {found.invariant} (found after {found.runs} runs, {found.steps} steps, "
-          f"{found.first_seconds:.2f} s; shrunk to {len(found.trace)} steps)")
+          f"{found.first_seconds:.2f} s; {'not shrunk' if QUICK else 'shrunk'}: "
+          f"{len(found.trace)} steps)")
     print(found.report)
 
 
@@ -102,6 +118,7 @@ EVERY_CASE: dict[str, int | tuple[int, int]] = SMALL | {
     "publishers": (1, 2), "faults": (0, 2), "events": (1, 3), "replay_limit": (1, 3)}
 
 
+@full_only
 def test_every_fix_on_finds_nothing() -> None:
     """The same settings on every world the cases draw from, every fix on: no violation."""
     for _, sizes, _ in TEETH:  # each case's world lies inside EVERY_CASE
@@ -125,6 +142,7 @@ def test_heal_phase_catches_a_world_that_never_converges(fix: str) -> None:
     assert found.invariant == CONVERGENCE
 
 
+@full_only
 def test_heal_phase_converges_with_every_fix_on() -> None:
     """Only convergence judged, every fix on, the same settings: every run heals."""
     found = find_violation(machine_for(Fixes.all(), judged=frozenset(), sizes=SMALL), HEAL_SETTINGS)

@@ -355,11 +355,16 @@ class WorldMachine(RuleBasedStateMachine):
                 steps = (*trace, "-- heal --", *healed.steps[:n])
                 self._fail(bad[0], s, steps, f"{bad[0]} violated during the heal phase")
         if not healed.converged:
-            steps = (*trace, "-- heal --", *healed.steps[-30:])
+            shown = healed.steps[-HEAL_STEPS_SHOWN:]
+            skipped = len(healed.steps) - len(shown)
+            steps = (*trace, "-- heal --", *([f"({skipped} heal steps)"] if skipped else []), *shown)
             self._fail(CONVERGENCE, healed.final, steps,
                        f"convergence: {healed.reason}; clients {list(healed.not_converged)} "
-                       "not live and up to date (last 30 heal steps shown)")
+                       "not live and up to date")
 
+
+#: How many of a failed heal's last steps a convergence failure lists.
+HEAL_STEPS_SHOWN = 12
 
 #: Every kind the world's transitions can have, each with its rule above.
 RULED_KINDS: tuple[str, ...] = (*PROGRESS_KINDS, *WORLD_FAULT_KINDS)
