@@ -25,7 +25,9 @@ Rules.
   bumps the counter on every check, reconnecting only when not already
   connecting: the inflated counter the seed describes.
 * **Backoff.** A failed attempt or a dropped stream waits
-  ``backoff.delay(policy, attempts + 1, u)`` in ``waiting``, then tries again.
+  ``backoff.delay(policy, max(attempts, snapshot_failures) + 1, u, previous)`` in
+  ``waiting``, then tries again (``snapshot_failures`` counts failed snapshot loads,
+  so a snapshot that keeps failing backs off too).
 * **Max attempts** (seed item 5). When an attempt fails and ``attempts`` has
   reached ``max_attempts``, the client is ``failed`` and its cursor is cleared.
   Only ``recover()`` -- or an online / visible trigger, which call it -- leaves

@@ -51,6 +51,7 @@ ticks left, which is why no absolute time appears in any state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -915,7 +916,8 @@ def flatten(cfg: WorldConfig, s: State) -> dict[str, str]:
     return out
 
 
-#: Transition kinds that are not faults, in the order a heal phase prefers them.
+#: Transition kinds that are not faults (the order is not a schedule: a heal phase
+#: uses ``sims.heal.HEAL_PRIORITY``, which this order would make loop).
 PROGRESS_KINDS: tuple[str, ...] = (
     "wake", "timer", "snapshot", "receive", "replay", "accept", "refuse", "deliver",
     "reconnect", "replica-up", "publish", "trigger", "retry", "tick",
@@ -939,6 +941,7 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def transition_kind(text: str) -> str:
     """The kind of a transition from its label: a fault name from model.faults, or a progress kind."""
     from model.faults import FAULTS
