@@ -316,7 +316,8 @@ def _steps(config: WorldConfig, start: State, path: list[tuple[str, State]]) -> 
 def _path_steps(config: WorldConfig, canon: Callable[[State], State], parent: Sequence[int],
                 via: Sequence[int], labels: Sequence[str], seen: dict[int, int], sid: int
                 ) -> list[Step]:
-    hashes = {v: k for k, v in seen.items() if v in set(_path_ids(parent, sid))}
+    on_path = set(_path_ids(parent, sid))
+    hashes = {v: k for k, v in seen.items() if v in on_path}
     path = _states_along(config, canon, parent, via, labels, hashes, sid)
     return _steps(config, canon(initial_state(config)), path)
 
