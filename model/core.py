@@ -16,6 +16,9 @@ Every machine in ``model/`` is a pure function ``step(config, state, event) ->
   state does not accept (a bug in the caller); :class:`RemoteProtocolError` when the
   peer sent something malformed (a bad ``Last-Event-ID``). Either leaves the state
   the caller holds untouched, because states are immutable.
+* :func:`dispatch` is the one action-dispatch contract of every shell: a table from
+  action class to handler, where an action the shell has no entry for raises
+  :class:`UnhandledActionError` -- loudly, in every engine, never dropped.
 * :class:`EventId` is the wire form ``"{epoch}-{seq}"`` of an event id.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -35,6 +39,9 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "StartTimer",
+    "UnhandledActionError",
+    "dispatch",
+    "ignore",
 ]
 
 
@@ -89,6 +96,30 @@ class Log(Action):
     level: str
     message: str
     fields: tuple[tuple[str, Any], ...] = ()
+
+
+class UnhandledActionError(LocalProtocolError):
+    """A shell was asked to carry out an action it has no handler for."""
+
+
+Handlers = Mapping[type[Action], Callable[[Any], object]]
+
+
+def ignore(action: Action) -> None:
+    """A handler for actions a shell deliberately does not carry out (say why where used)."""
+
+
+def dispatch(handlers: Handlers, actions: Iterable[Action], *, shell: str) -> None:
+    """Carry out ``actions`` in order with ``handlers``; an action without one is an error."""
+    for action in actions:
+        handler = handlers.get(action.__class__)
+        if handler is None:
+            known = ", ".join(sorted(t.__name__ for t in handlers))
+            raise UnhandledActionError(
+                f"{shell} cannot carry out {action!r}",
+                hint=f"add a handler for {action.__class__.__name__} to its table; it handles {known}",
+            )
+        handler(action)
 
 
 _EVENT_ID = re.compile(r"^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$")

@@ -34,7 +34,10 @@ Rules.
   sequence with holes), holes cannot be told from gaps: every newer id is sent
   and an older one dropped.
 * **Resync** (``resync-after-recovery``). When the replica's subscriber recovers,
-  ``Resync`` makes a live stream catch up from its cursor to the head.
+  ``Resync`` makes a live stream catch up from its cursor to the head; a resync
+  that arrives during a query is owed after it (:func:`owed_catch_up`). When the
+  head read a resync needs fails (``ResyncFailed``), the session ends the stream
+  (``EndStream``): the client reconnects with its cursor and its replay catches up.
 * Heartbeats go out every ``heartbeat_interval`` while the stream is open,
   whatever else happens: they prove the connection, not the data.
 
@@ -78,6 +81,7 @@ __all__ = [
     "ReplayError",
     "ReplayRows",
     "Resync",
+    "ResyncFailed",
     "Send",
     "SendFailed",
     "SendHeartbeat",
@@ -85,11 +89,13 @@ __all__ = [
     "SessionConfig",
     "SessionInput",
     "SessionState",
+    "EndStream",
     "TRANSITIONS",
     "TimerFired",
     "TopicHead",
     "TruncateReason",
     "initial",
+    "owed_catch_up",
     "step",
 ]
 
@@ -208,6 +214,13 @@ class Resync(SessionInput):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ResyncFailed(SessionInput):
+    """The head read a resync needs failed (error, timeout, terminated backend)."""
+
+    reason: str = "head read failed"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class TimerFired(SessionInput):
     """The heartbeat timer is due."""
 
@@ -257,6 +270,13 @@ class SendFailed(Action):
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class SendHeartbeat(Action):
     """Write a heartbeat."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class EndStream(Action):
+    """End the stream cleanly; the client reconnects and resumes from its cursor."""
+
+    reason: str
 
 
 Actions = list[Action]
@@ -320,9 +340,14 @@ def _flush(cfg: SessionConfig, s: SessionState, acts: Actions) -> SessionState:
         if s.phase is Phase.REPLAYING:  # a new hole: keep the rest for later
             rest = buffer[i + 1 :]
             return s._replace(buffer=tuple(sorted(set(s.buffer) | set(rest))))
-    if s.head > s.cursor and cfg.fixes.resync_after_recovery:
+    if owed_catch_up(cfg, s):
         return _catch_up(cfg, s, s.head, acts)  # a resync arrived during the query
     return s
+
+
+def owed_catch_up(cfg: SessionConfig, s: SessionState) -> bool:
+    """Whether the session owes a catch-up to a head it learnt of (after its running query)."""
+    return s.head > s.cursor and cfg.fixes.resync_after_recovery
 
 
 # ---------------------------------------------------------------- handlers
@@ -420,6 +445,24 @@ def _on_resync(cfg: SessionConfig, s: SessionState, e: SessionInput
     return _catch_up(cfg, n, n.head, acts), acts
 
 
+def _on_resync_failed(cfg: SessionConfig, s: SessionState, e: SessionInput
+                      ) -> tuple[SessionState, Actions]:
+    assert isinstance(e, ResyncFailed)
+    if not cfg.fixes.resync_after_recovery:
+        return s, []
+    # Without the head the session cannot tell what it missed while the subscriber was
+    # down. Ending the stream makes the client reconnect with its cursor, and that
+    # replay (bounded, with its own failure signal) catches it up: the only path that
+    # needs no second guess about the head.
+    acts: Actions = [
+        EndStream(reason="resync-failed"),
+        Log(level="warning", message="resync head read failed; ending the stream",
+            fields=(("reason", e.reason),)),
+        CancelTimer(timer=HEARTBEAT),
+    ]
+    return s._replace(phase=Phase.CLOSED, buffer=(), upto=None), acts
+
+
 def _on_timer(cfg: SessionConfig, s: SessionState, e: SessionInput
               ) -> tuple[SessionState, Actions]:
     assert isinstance(e, TimerFired)
@@ -446,6 +489,8 @@ TRANSITIONS: dict[tuple[Phase, type[SessionInput]], Handler] = {
     (L, LiveEvent): _on_live,
     (R, Resync): _on_resync,
     (L, Resync): _on_resync,
+    (R, ResyncFailed): _on_resync_failed,
+    (L, ResyncFailed): _on_resync_failed,
     (R, TimerFired): _on_timer,
     (L, TimerFired): _on_timer,
     (R, Close): _on_close,

@@ -80,6 +80,7 @@ __all__ = [
     "initial",
     "step",
     "view",
+    "will_resync",
 ]
 
 #: Timer names the subscriber arms.
@@ -151,6 +152,12 @@ def view(cfg: SubscriberConfig, state: SubscriberState, now: float) -> HealthVie
     if not cfg.fixes.subscriber_health:
         return HealthView(True, "unmonitored", "subscriber-health is off", None)
     return HealthView(state.health is Health.HEALTHY, state.health.value, state.reason, age)
+
+
+def will_resync(cfg: SubscriberConfig, state: SubscriberState) -> bool:
+    """Whether the replica's open streams will be resynced when this subscriber is ready again."""
+    return (state.health is not Health.HEALTHY and state.was_down
+            and cfg.fixes.resync_after_recovery)
 
 
 # ---------------------------------------------------------------- inputs
@@ -261,7 +268,7 @@ def _on_ready(cfg: SubscriberConfig, s: SubscriberState, e: SubscriberInput
         return s, acts  # a repeated ready: nothing changes
     n = _move(s, Health.HEALTHY, "subscribed", acts, "info")
     acts.append(StartTimer(timer=SENTINEL, at=e.now + cfg.sentinel_interval))
-    if s.was_down and cfg.fixes.resync_after_recovery:
+    if will_resync(cfg, s):
         acts.append(ResyncStreams())
     return n._replace(was_down=False, outstanding=None), acts
 

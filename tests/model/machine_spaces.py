@@ -127,11 +127,12 @@ SESSION_STATIC_KINDS: dict[str, tuple[se.SessionInput, ...]] = {
     "LiveEvent": (*(se.LiveEvent(seq=s) for s in range(1, 8)), se.LiveEvent(seq=3, epoch=0),
                   se.LiveEvent(seq=3, epoch=1)),
     "Resync": (se.Resync(topic=se.TopicHead(0, 3)), se.Resync(topic=se.TopicHead(0, 7))),
+    "ResyncFailed": (se.ResyncFailed(),),
     "TimerFired(heartbeat)": (se.TimerFired(timer=se.HEARTBEAT),),
     "TimerFired(unknown)": (se.TimerFired(timer="no-such-timer"),),
     "Close": (se.Close(),),
 }
-SESSION_KIND_NAMES = ("Open", "ReplayRows", "ReplayError", "LiveEvent", "Resync",
+SESSION_KIND_NAMES = ("Open", "ReplayRows", "ReplayError", "LiveEvent", "Resync", "ResyncFailed",
                       "TimerFired(heartbeat)", "TimerFired(unknown)", "Close")
 
 

@@ -229,3 +229,23 @@ def test_rows_pruned_under_a_running_replay_are_truncated_not_skipped() -> None:
     seed_code = session_config(Fixes().without("retention-floor"))
     _, actions = se.step(seed_code, replaying, se.ReplayRows(seqs=(4, 5), floor=3))
     assert actions == [se.Send(event_id=EventId(0, 4)), se.Send(event_id=EventId(0, 5))]
+
+
+def test_a_failed_resync_head_read_ends_the_stream_so_the_client_replays_from_its_cursor() -> None:
+    cfg = se.SessionConfig(replay_limit=5)
+    s, _ = se.step(cfg, se.initial(), se.Open(last_event_id=None, topic=se.TopicHead(0, 3)))
+    n, acts = se.step(cfg, s, se.ResyncFailed(reason="timeout"))
+    assert n.phase is se.Phase.CLOSED
+    assert any(isinstance(a, se.EndStream) for a in acts)
+    off = se.SessionConfig(replay_limit=5, fixes=se.Fixes().without("resync-after-recovery"))
+    assert se.step(off, s, se.ResyncFailed()) == (s, [])
+
+
+def test_owed_catch_up_is_the_rule_the_flush_follows() -> None:
+    cfg = se.SessionConfig(replay_limit=5)
+    s, _ = se.step(cfg, se.initial(), se.Open(last_event_id=se.EventId(0, 1), topic=se.TopicHead(0, 3)))
+    assert s.phase is se.Phase.REPLAYING and not se.owed_catch_up(cfg, s)
+    s, _ = se.step(cfg, s, se.Resync(topic=se.TopicHead(0, 5)))
+    assert se.owed_catch_up(cfg, s)
+    s, acts = se.step(cfg, s, se.ReplayRows(seqs=(2, 3)))
+    assert any(isinstance(a, se.QueryReplay) and a.after == 3 and a.upto == 5 for a in acts)
