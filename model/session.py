@@ -346,8 +346,8 @@ def _flush(cfg: SessionConfig, s: SessionState, acts: Actions) -> SessionState:
 
 
 def owed_catch_up(cfg: SessionConfig, s: SessionState) -> bool:
-    """Whether the session owes a catch-up to a head it learnt of (after its running query)."""
-    return s.head > s.cursor and cfg.fixes.resync_after_recovery
+    """Whether the session owes a catch-up to a head beyond what its running query brings."""
+    return s.head > max(s.cursor, s.upto or 0) and cfg.fixes.resync_after_recovery
 
 
 # ---------------------------------------------------------------- handlers
