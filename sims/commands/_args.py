@@ -7,11 +7,7 @@ import argparse
 from model.backoff import BackoffPolicy, parse_policy
 from model.fixes import UnknownFixError, resolve_fix_name
 
-__all__ = ["fix_name", "non_negative_int", "policy", "positive_float", "positive_int", "register"]
-
-
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """This helper module adds no sub-command."""
+__all__ = ["fix_name", "non_negative_int", "policy", "positive_float", "positive_int"]
 
 
 def fix_name(text: str) -> str:
