@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model.fixes import Fixes
-from service.app import PublishRequest, _check_json
+from service.api import PublishRequest, check_json
 from service.auth import AuthError, issue_token, verify_token
 from service.config import ConfigError, Settings
 from service.timers import FakeTimers
@@ -72,7 +72,7 @@ def test_publish_validation() -> None:
             PublishRequest(**bad)
     for value in (float("nan"), {"k": ["\x00"]}, float("inf")):
         with pytest.raises(ValueError):
-            _check_json(value)
+            check_json(value)
 
 
 @pytest.mark.parametrize("argv", [
