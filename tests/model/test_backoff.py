@@ -9,14 +9,24 @@ import random
 import pytest
 
 from model.backoff import (
+    CLIENT_POLICIES,
+    EVENTSOURCE_POLICY,
+    FETCH_EVENT_SOURCE_POLICY,
+    GRPC_CLIENT_POLICY,
     GRPC_POLICY,
     SEED_POLICY,
+    SOCKETIO_POLICY,
+    UNLIMITED_ATTEMPTS,
     BackoffPolicy,
     Kind,
+    PolicySpec,
     ceiling,
     delay,
     mean_delay,
+    next_attempt_at,
     parse_policy,
+    parse_spec,
+    spec,
     total_wait,
 )
 
@@ -180,3 +190,95 @@ def test_parse_policy_error_names_the_accepted_values() -> None:
     message = str(info.value)
     assert "unknown backoff policy 'fibonacci'" in message
     assert message.endswith("accepted: " + ", ".join(k.value for k in Kind))
+
+
+# ---------------------------------------------------------------- real clients and specs
+
+
+
+
+def test_browsers_wait_a_fixed_time_forever() -> None:
+    assert [delay(EVENTSOURCE_POLICY, n, 0.7) for n in (1, 2, 50, 10_000)] == [3.0] * 4
+    assert total_wait(FETCH_EVENT_SOURCE_POLICY, 60) == 60.0
+    assert EVENTSOURCE_POLICY.deterministic
+    assert all(attempts == UNLIMITED_ATTEMPTS for _, attempts in CLIENT_POLICIES.values())
+
+
+def test_a_jittered_server_retry_is_drawn_once_then_repeated() -> None:
+    p = parse_spec("retry(base=3,jitter=0.5)").policy
+    first = delay(p, 1, 0.9)
+    assert first == pytest.approx(4.2)
+    assert delay(p, 2, 0.1, previous=first) == first  # the browser keeps the retry: it was sent
+    assert delay(p, 1, 0.0) == pytest.approx(1.5)
+    assert mean_delay(p, 7) == 3.0 and not p.deterministic
+
+
+def test_socketio_follows_backo2_sign_and_cap() -> None:
+    p = SOCKETIO_POLICY
+    assert delay(p, 1, 0.05) == pytest.approx(1 - 0.05 * 0.5)  # first decimal 0: minus
+    assert delay(p, 1, 0.15) == pytest.approx(1 + 0.15 * 0.5)  # first decimal 1: plus
+    assert delay(p, 3, 0.95) == 5.0  # 4 x 1.475 is capped at 5 s
+    assert delay(p, 10**6, 0.0) == 5.0  # no overflow
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 4, 8])
+def test_socketio_mean_matches_monte_carlo(attempt: int) -> None:
+    rng = random.Random(attempt)
+    samples = [delay(SOCKETIO_POLICY, attempt, rng.random()) for _ in range(SAMPLES)]
+    within_sampling_error(samples, mean_delay(SOCKETIO_POLICY, attempt))
+
+
+def test_grpc_client_goes_at_once_then_counts_from_the_attempts_start() -> None:
+    p = GRPC_CLIENT_POLICY
+    assert delay(p, 1, 0.3) == 0.0
+    assert [delay(p, n, 0.5) for n in (2, 3, 4)] == pytest.approx([1.0, 1.6, 2.56])
+    assert total_wait(p, 4) == pytest.approx(1 + 1.6 + 2.56)
+    assert mean_delay(p, 1) == 0.0 and mean_delay(p, 3) == pytest.approx(1.6)
+    # an attempt that hung 20 s is followed at once; a quick refusal waits out the rest
+    assert next_attempt_at(p, started=0.0, failed=20.0, wait=1.6) == 20.0
+    assert next_attempt_at(p, started=0.0, failed=0.1, wait=1.6) == 1.6
+    assert next_attempt_at(SEED_POLICY, started=0.0, failed=0.1, wait=1.6) == pytest.approx(1.7)
+
+
+@pytest.mark.parametrize("text", [
+    "exponential(base=0.5,factor=1.5,cap=60,jitter=full)",
+    "retry(base=3,jitter=0.5)", "socketio", "decorrelated(cap=10, max_attempts=20)",
+    "grpc(immediate_first=true,from_start=true,connect_timeout=20,max_attempts=inf)",
+    "exponential(jitter=0.3)", "none",
+])
+def test_a_spec_prints_back_as_itself(text: str) -> None:
+    parsed = parse_spec(text)
+    assert parse_spec(spec(*parsed)) == parsed
+
+
+def test_spec_reads_the_issue_example() -> None:
+    parsed = parse_spec("exponential(base=0.5,factor=1.5,cap=60,jitter=full)")
+    assert parsed == PolicySpec(BackoffPolicy(kind=Kind.FULL, base=0.5, factor=1.5, cap=60))
+    assert parse_spec("full(max_attempts=20)").max_attempts == 20
+    assert parse_policy("exponential(base=0.5,factor=1.5,cap=60,jitter=full)").kind is Kind.FULL
+
+
+@pytest.mark.parametrize("text,why", [
+    ("fibonacci(base=1)", "unknown policy 'fibonacci'"),
+    ("exponential(base=2,cap=1)", "need 0 <= base <= cap"),
+    ("exponential(jitter=weird)", "jitter must be a number"),
+    ("grpc(jitter=full)", "needs exponential"),
+    ("exponential(colour=1)", "unknown key 'colour'"),
+    ("full(max_attempts=0)", "max_attempts is a whole number"),
+    ("full(cap=1,cap=2)", "cap given twice"),
+    ("full(base)", "is not key=value"),
+])
+def test_a_bad_spec_says_why_and_what_is_accepted(text: str, why: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_spec(text)
+    assert why in str(info.value)
+    assert "accepted: NAME or NAME(key=value,...)" in str(info.value)
+
+
+def test_a_custom_delay_function_decides_and_has_no_closed_form() -> None:
+    p = BackoffPolicy(custom=lambda n, u, prev: 0.25 * n, name="mine:linear")
+    assert delay(p, 4, 0.5) == 1.0 and str(p) == "mine:linear" and not p.deterministic
+    with pytest.raises(ValueError, match="no closed-form"):
+        mean_delay(p, 1)
+    with pytest.raises(ValueError, match="no closed-form"):
+        total_wait(p, 3)
