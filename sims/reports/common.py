@@ -17,11 +17,13 @@ import pandas as pd
 
 from sims.reports.catalog import REPORTS
 
-__all__ = ["FINDING_SUFFIX", "fmt_duration", "load_finding", "plot_style", "save_finding", "table",
-           "write_csv"]
+__all__ = ["FINDING_SUFFIX", "MISSING", "fmt_duration", "fmt_number", "load_finding", "plot_style",
+           "save_finding", "table", "write_csv"]
 
 #: The finding of report NAME is saved as ``NAME.json`` next to its HTML.
 FINDING_SUFFIX = ".json"
+#: How a missing value reads in a report.
+MISSING = "—"
 
 _KNOWN = {r.name for r in REPORTS}
 
@@ -45,12 +47,16 @@ def _plain(value: Any) -> Any:
 
 
 def save_finding(name: str, finding: str, *, quick: bool, numbers: Mapping[str, Any] | None = None,
-                 out_dir: str | Path = ".") -> Path:
-    """Write report ``name``'s one-line finding and its numbers to ``NAME.json``; return the path."""
+                 headline: Mapping[str, str] | None = None, out_dir: str | Path = ".") -> Path:
+    """Write report ``name``'s one-line finding and its numbers to ``NAME.json``; return the path.
+
+    ``headline`` holds the key numbers the page's banner shows, label to formatted value.
+    """
     _check_name(name)
     if not finding.strip() or "\n" in finding.strip():
         raise ValueError("a finding is one non-empty line")
     data = {"name": name, "finding": finding.strip(), "quick": quick,
+            "headline": {str(k): str(v) for k, v in (headline or {}).items()},
             "numbers": _plain(dict(numbers or {}))}
     path = Path(out_dir) / f"{name}{FINDING_SUFFIX}"
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -95,7 +101,7 @@ def plot_style() -> None:
 def fmt_duration(seconds: float) -> str:
     """Seconds in words: ``1381`` -> ``'23 min 1 s'``, ``0.25`` -> ``'0.25 s'``."""
     if seconds != seconds:
-        return "n/a"
+        return MISSING
     if seconds < 60:
         return f"{seconds:.3g} s"
     whole = round(seconds)
@@ -106,7 +112,30 @@ def fmt_duration(seconds: float) -> str:
     return " ".join(parts)
 
 
+def fmt_number(value: Any, digits: int = 2) -> str:
+    """A number for a reader: integers as integers with thousands separators, NaN as a dash."""
+    if value is None or isinstance(value, str):
+        return MISSING if value is None else value
+    if isinstance(value, bool) or str(getattr(value, "dtype", "")) == "bool":
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x):
+        return MISSING
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    if x.is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.{digits}f}"
+
+
 def table(frame: pd.DataFrame, digits: int = 2) -> Any:
-    """A DataFrame for display in a report: no index, numbers rounded to ``digits``."""
-    styler = frame.style.hide(axis="index").format(precision=digits, thousands=",")
-    return styler
+    """A DataFrame for display: no index, whole numbers as integers, NaN as a dash."""
+    def shown(value: object) -> str:
+        return fmt_number(value, digits)
+
+    return frame.style.hide(axis="index").format(shown, na_rep=MISSING)

@@ -36,7 +36,7 @@ from model.backoff import SEED_POLICY, BackoffPolicy, Kind, delay, parse_policy
 from model.core import StartTimer
 
 __all__ = ["DEFAULT", "HerdConfig", "POLICIES", "arrival_density", "closed_form_kinds", "compare",
-           "per_second", "simulate_herd", "summarise"]
+           "per_bin", "per_second", "simulate_herd", "summarise"]
 
 #: The policies the herd is run with, in plot order.
 POLICIES: tuple[str, ...] = ("none", "exponential", "full", "equal", "decorrelated", "grpc")
@@ -56,18 +56,29 @@ class HerdConfig(NamedTuple):
 DEFAULT = HerdConfig()
 
 
-def _policy(name: str) -> BackoffPolicy:
+def _policy(name: str, policy: BackoffPolicy | None = None) -> BackoffPolicy:
+    if policy is not None:
+        return policy
     return SEED_POLICY if name == "exponential" else parse_policy(name)
+
+
+def _exact(policy: BackoffPolicy) -> bool:
+    """Whether the arrival density has a closed form: independent draws, linear in the draw."""
+    return policy.custom is None and policy.kind in _EXACT_KINDS
+
+
+_EXACT_KINDS = (Kind.NONE, Kind.EXPONENTIAL, Kind.FULL, Kind.EQUAL, Kind.GRPC)
 
 
 def closed_form_kinds() -> tuple[str, ...]:
     """The policies with an exact arrival density (independent delays)."""
-    return tuple(p for p in POLICIES if _policy(p).kind is not Kind.DECORRELATED)
+    return tuple(p for p in POLICIES if _exact(_policy(p)))
 
 
-def simulate_herd(name: str, cfg: HerdConfig = DEFAULT, seed: int = 1) -> pd.DataFrame:
+def simulate_herd(name: str, cfg: HerdConfig = DEFAULT, seed: int = 1,
+                  policy: BackoffPolicy | None = None) -> pd.DataFrame:
     """Every connection request that reaches the server: ``client, t, accepted`` (plus failures)."""
-    policy = _policy(name)
+    policy = _policy(name, policy)
     ccfg = cm.ClientConfig(max_attempts=cfg.max_attempts, policy=policy)
     rng = random.Random(seed)
     rows: list[tuple[int, float, bool]] = []
@@ -108,12 +119,12 @@ def _delay_range(policy: BackoffPolicy, attempt: int) -> tuple[float, float]:
     return lo, hi
 
 
-def arrival_density(name: str, cfg: HerdConfig = DEFAULT, dt: float = 0.005
-                    ) -> pd.DataFrame:
+def arrival_density(name: str, cfg: HerdConfig = DEFAULT, dt: float = 0.005,
+                    policy: BackoffPolicy | None = None) -> pd.DataFrame:
     """Expected requests and reconnects reaching the server per second, exactly (on a grid)."""
-    policy = _policy(name)
-    if policy.kind is Kind.DECORRELATED:
-        raise ValueError("decorrelated jitter has no closed-form arrival density")
+    policy = _policy(name, policy)
+    if not _exact(policy):
+        raise ValueError(f"{name}: {policy.kind.value} delays have no closed-form arrival density")
     size = math.ceil(cfg.horizon / dt) + 1
     down = math.ceil(cfg.outage / dt)  # grid index from which the server accepts
     lat = round(cfg.latency / dt)
@@ -167,6 +178,13 @@ def per_second(times: pd.Series, horizon: float) -> np.ndarray:
     return counts.astype(float)
 
 
+def per_bin(times: np.ndarray, start: float, end: float, width: float) -> pd.DataFrame:
+    """Arrivals per second in bins ``width`` seconds wide from ``start`` to ``end``: ``t, rate``."""
+    edges = np.arange(start, end + width / 2, width)
+    counts, _ = np.histogram(np.asarray(times, dtype=float), bins=edges)
+    return pd.DataFrame({"t": edges[:-1], "rate": counts / width})
+
+
 def _bin_density(density: pd.DataFrame, column: str, horizon: float) -> np.ndarray:
     k = np.floor(density["t"].to_numpy() + 1e-9).astype(int)
     values = density[column].to_numpy()
@@ -176,19 +194,21 @@ def _bin_density(density: pd.DataFrame, column: str, horizon: float) -> np.ndarr
     return out
 
 
-def compare(name: str, cfg: HerdConfig = DEFAULT, seed: int = 1) -> pd.DataFrame:
+def compare(name: str, cfg: HerdConfig = DEFAULT, seed: int = 1,
+            policy: BackoffPolicy | None = None) -> pd.DataFrame:
     """Per second: simulated requests and reconnects, and the exact expectation where one exists."""
-    sim = simulate_herd(name, cfg, seed)
+    policy = _policy(name, policy)
+    sim = simulate_herd(name, cfg, seed, policy)
     horizon = cfg.horizon
     out = pd.DataFrame({"policy": name, "second": np.arange(int(horizon)),
                         "requests_sim": per_second(sim["t"], horizon),
                         "reconnects_sim": per_second(sim.loc[sim["accepted"], "t"], horizon)})
-    if _policy(name).kind is Kind.DECORRELATED:
+    if not _exact(policy):
         out["requests_exact"] = math.nan
         out["reconnects_exact"] = math.nan
         exact_failed = math.nan
     else:
-        dens = arrival_density(name, cfg)
+        dens = arrival_density(name, cfg, policy=policy)
         out["requests_exact"] = _bin_density(dens, "requests", horizon)
         out["reconnects_exact"] = _bin_density(dens, "reconnects", horizon)
         exact_failed = float(dens.attrs["failed"])
