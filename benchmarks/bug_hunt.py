@@ -40,7 +40,7 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
 
-from model.fixes import FIXES, Fixes, resolve_fix_name
+from model.fixes import FIXES, Fixes, resolve_fix_name, teeth
 from model.world import WorldConfig
 from sims.check import check
 
@@ -57,18 +57,10 @@ BIG_STATES = 300_000
 
 BIG = {"clients": 2, "replicas": 2, "publishers": 2, "events": 3, "faults": 2}
 
-# (fix off, sizes of the checker's world, sizes of the big world)
+# (fix off, sizes of the checker's world, sizes of the big world): each fix's first world
+# from model.fixes.FIXES, and the big world with that world's own overrides on top.
 BUGS: list[tuple[str, dict[str, int], dict[str, int]]] = [
-    ("F1", {"replay_limit": 1, "events": 3, "faults": 0}, BIG | {"replay_limit": 1, "faults": 0}),
-    ("F2", {}, BIG),
-    ("F3", {}, BIG),
-    ("F4", {}, BIG),
-    ("F5", {}, BIG),
-    ("topic-sequence", {"publishers": 2}, BIG),
-    ("retention-floor", {}, BIG),
-    ("head-before-snapshot", {}, BIG),
-    ("stable-reset", {}, BIG),
-    ("resync-after-recovery", {}, BIG),
+    (t.fix, t.sizes, BIG | t.sizes) for t in teeth(only_first=True)
 ]
 
 

@@ -102,15 +102,15 @@ class UnhandledActionError(LocalProtocolError):
     """A shell was asked to carry out an action it has no handler for."""
 
 
-Handlers = Mapping[type[Action], Callable[[Any], object]]
+Handlers = Mapping[type[Action], Callable[..., object]]
 
 
-def ignore(action: Action) -> None:
+def ignore(*args: object) -> None:
     """A handler for actions a shell deliberately does not carry out (say why where used)."""
 
 
-def dispatch(handlers: Handlers, actions: Iterable[Action], *, shell: str) -> None:
-    """Carry out ``actions`` in order with ``handlers``; an action without one is an error."""
+def dispatch(handlers: Handlers, actions: Iterable[Action], *context: object, shell: str) -> None:
+    """Carry out ``actions`` by ``handlers[type(action)](*context, action)``; unknown ones raise."""
     for action in actions:
         handler = handlers.get(action.__class__)
         if handler is None:
@@ -119,7 +119,7 @@ def dispatch(handlers: Handlers, actions: Iterable[Action], *, shell: str) -> No
                 f"{shell} cannot carry out {action!r}",
                 hint=f"add a handler for {action.__class__.__name__} to its table; it handles {known}",
             )
-        handler(action)
+        handler(*context, action)
 
 
 _EVENT_ID = re.compile(r"^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$")

@@ -47,22 +47,63 @@ import dataclasses
 from collections.abc import Iterable
 from typing import NamedTuple
 
-__all__ = ["FIXES", "FixInfo", "Fixes", "UnknownFixError", "resolve_fix_name"]
+__all__ = ["FIXES", "FixInfo", "Fixes", "Teeth", "UnknownFixError", "info", "resolve_fix_name",
+           "teeth"]
+
+#: World sizes (``model.world.WorldConfig`` fields) on top of the defaults.
+Sizes = tuple[tuple[str, int], ...]
 
 
 class FixInfo(NamedTuple):
-    """One switch: its name, alias, the field on Fixes, and what it protects."""
+    """One switch: its name, alias, the field on Fixes, what it protects, and where its bug shows.
+
+    ``worlds`` are the smallest worlds (as ``WorldConfig`` overrides of the defaults) in
+    which the checker finds the bug with the fix off; the first is the one every engine
+    uses first. A fix no world can show says why in ``no_world``. The teeth tests, the
+    bug-hunt benchmark, the checker report and the real-stack replays all read this.
+    """
 
     name: str
     alias: str | None
     field: str
     summary: str
     protects: tuple[str, ...]
+    worlds: tuple[Sizes, ...] = ((),)
+    no_world: str = ""
+
+
+class Teeth(NamedTuple):
+    """A fix switched off, a world that shows its bug, and the invariants it may break."""
+
+    fix: str
+    sizes: dict[str, int]
+    protects: frozenset[str]
+
+
+def info(name: str) -> FixInfo:
+    """The table row of a fix, by name or alias."""
+    return _BY_KEY[resolve_fix_name(name)]
+
+
+def teeth(*, only_first: bool = False) -> list[Teeth]:
+    """Every (fix, world) pair that must show a bug with the fix off, in table order."""
+    out = []
+    for row in FIXES:
+        for sizes in row.worlds[:1] if only_first else row.worlds:
+            protects = row.protects
+            if sizes == _F1_ROWS:  # the row-overrun world: only the bound itself can break
+                protects = ("bounded-replay",)
+            out.append(Teeth(row.name, dict(sizes), frozenset(protects)))
+    return out
+
+
+_F1_ROWS: Sizes = (("replay_limit", 1), ("events", 3), ("faults", 0))
 
 
 FIXES: tuple[FixInfo, ...] = (
     FixInfo("bounded-replay", "F1", "bounded_replay",
-            "bound the replay query and signal truncation", ("bounded-replay", "no-silent-stale")),
+            "bound the replay query and signal truncation", ("bounded-replay", "no-silent-stale"),
+            worlds=((), _F1_ROWS)),
     FixInfo("replay-failed-signal", "F2", "replay_failed_signal",
             "signal replay failures to the client", ("no-silent-stale",)),
     FixInfo("heartbeat-guard", "F3", "heartbeat_guard",
@@ -73,13 +114,19 @@ FIXES: tuple[FixInfo, ...] = (
             "fail after max attempts; recover() re-hydrates",
             ("bounded-counter", "failed-only-after-max")),
     FixInfo("topic-sequence", None, "topic_sequence",
-            "contiguous per-topic sequence in the publishing transaction", ("no-silent-stale",)),
+            "contiguous per-topic sequence in the publishing transaction", ("no-silent-stale",),
+            worlds=((("publishers", 2),),)),
     FixInfo("retention-floor", None, "retention_floor",
             "a cursor below the retention floor is truncated", ("no-silent-stale",)),
     FixInfo("gap-from-head", None, "gap_from_head",
-            "gap measured from the head: O(1) rows for a stale cursor", ("bounded-replay",)),
+            "gap measured from the head: O(1) rows for a stale cursor", ("bounded-replay",),
+            worlds=(), no_world="an efficiency fix: without it a stale cursor costs one query of "
+            "limit + 1 rows instead of none, which bounded-replay allows; no verdict changes "
+            "(the replay-storm report and benchmark measure the rows)"),
     FixInfo("event-epoch", None, "event_epoch",
-            "a cursor from another epoch counts as unknown", ("no-silent-stale",)),
+            "a cursor from another epoch counts as unknown", ("no-silent-stale",),
+            worlds=(), no_world="the world's topic has one epoch: no database is restored or "
+            "reset in it; the session's unit tests and the service's integration tests show it"),
     FixInfo("head-before-snapshot", None, "head_before_snapshot",
             "recovery reads the head before the snapshot", ("no-silent-stale",)),
     FixInfo("stable-reset", None, "stable_reset",
@@ -87,7 +134,9 @@ FIXES: tuple[FixInfo, ...] = (
     FixInfo("resync-after-recovery", None, "resync_after_recovery",
             "resync open streams when the subscriber recovers", ("no-silent-stale",)),
     FixInfo("reauthorize", None, "reauthorize",
-            "re-check the token on every reconnect and replay", ()),
+            "re-check the token on every reconnect and replay", (),
+            worlds=(), no_world="tokens are not part of the world; the service's integration "
+            "tests show a revoked or expired token is refused on connect and on replay"),
 )
 
 _BY_KEY: dict[str, FixInfo] = {}

@@ -28,16 +28,22 @@ single-stream             safety    a client never holds two open streams
 
 :func:`covered` is the one definition of "covered" (DESIGN.md, "Making no
 silent stale state checkable"); each engine gathers :class:`StaleFacts` about a
-client from its own world and asks it. World-level predicates live at the end of
-this module, next to the names they implement.
+client from its own world and asks it. The judging of ``model.world`` states
+lives here too, next to the names it implements: :func:`client_facts` gathers
+the facts of a world client, :func:`violations` names the safety invariants a
+state breaks, and :func:`converged` / :func:`undetected` are what the liveness
+checks (the checker's graph, a heal phase) ask of each state. This module imports
+the world's types; the world never imports it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:  # pragma: no cover
-    from model.world import World
+from model import client as cl
+from model import session as se
+from model import subscriber as sb
+from model.world import Frame, Link, Pub, State, StreamPhase, WorldConfig, seqs
 
 __all__ = [
     "BOUNDED_COUNTER",
@@ -52,9 +58,12 @@ __all__ = [
     "SINGLE_STREAM",
     "InvariantInfo",
     "StaleFacts",
-    "check",
+    "client_facts",
+    "converged",
     "covered",
     "silently_stale",
+    "undetected",
+    "violations",
 ]
 
 BOUNDED_COUNTER = "bounded-counter"
@@ -128,8 +137,107 @@ def silently_stale(facts: StaleFacts) -> bool:
     return not covered(facts)
 
 
-def check(world: World) -> list[str]:
-    """Names of the safety invariants ``world`` violates (empty when all hold)."""
-    from model.world import violations
+# ---------------------------------------------------------------- judging world states
 
-    return violations(world)
+
+def _bit(seq: int) -> int:
+    return 1 << (seq - 1)
+
+
+def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
+    """What the world knows about client i for ``no-silent-stale``."""
+    slot = s.clients[i]
+    db = s.db
+    missing = db.committed & ~slot.applied
+    if not missing:
+        return StaleFacts(cl.is_live(slot.machine), 0, 0, False, False, False)
+    flight = 0
+    for phase, seq in s.pubs:
+        if phase is Pub.COMMITTED:
+            flight |= _bit(seq)
+    signal = False
+    stream_detector = False
+    subscriber_detector = False
+    scfg = cfg.session
+    subcfg = cfg.subscriber
+    for stream in slot.streams:
+        if stream.phase is StreamPhase.STALLED or slot.asleep:
+            stream_detector = stream_detector or slot.heartbeat_left >= 0
+        if stream.phase is not StreamPhase.OPEN:
+            continue
+        for frame, seq in stream.wire:
+            if frame is Frame.EVENT:
+                flight |= _bit(seq)
+            else:
+                signal = True
+        sess = stream.session
+        if sess is not None:
+            for seq in sess.buffer:
+                flight |= _bit(seq)
+            if se.owed_catch_up(scfg, sess):
+                # a catch-up to the head it learnt of is owed after the running query
+                for seq in seqs(missing):
+                    if sess.cursor < seq <= sess.head:
+                        flight |= _bit(seq)
+            if stream.query is not None:
+                q = stream.query
+                top = q.upto if q.upto is not None else db.head
+                for seq in seqs(missing):
+                    if q.after < seq <= top:
+                        flight |= _bit(seq)
+        rep = s.replicas[stream.replica]
+        for msg in rep.queue:
+            if msg > 0:
+                flight |= _bit(msg)
+        if cfg.fixes.subscriber_health:
+            health = rep.subscriber.health
+            if rep.link is Link.DEAD and health is sb.Health.HEALTHY and rep.sentinel_left >= 0:
+                subscriber_detector = True
+            if sb.will_resync(subcfg, rep.subscriber):
+                subscriber_detector = True
+    n_missing = bin(missing).count("1")
+    n_flight = bin(missing & flight).count("1")
+    return StaleFacts(cl.is_live(slot.machine), n_missing, n_flight, signal, stream_detector,
+                      subscriber_detector)
+
+
+def violations(cfg: WorldConfig, s: State) -> list[str]:
+    """Names of the safety invariants state ``s`` of ``cfg`` violates (empty when all hold)."""
+    out: list[str] = []
+    counter = failed = stale = single = False
+    for i, slot in enumerate(s.clients):
+        m = slot.machine
+        if m.attempts != slot.attempts_started or m.attempts > cfg.max_attempts:
+            counter = True
+        if slot.flags or (m.status is cl.Status.FAILED and m.last_event_id is not None):
+            failed = True
+        if len(slot.streams) > 1:
+            single = True
+        if not stale and cl.is_live(m) and not covered(client_facts(cfg, s, i)):
+            stale = True
+    if counter:
+        out.append(BOUNDED_COUNTER)
+    if failed:
+        out.append(FAILED_ONLY_AFTER_MAX)
+    if s.overrun > 0:
+        out.append(BOUNDED_REPLAY)
+    if stale:
+        out.append(NO_SILENT_STALE)
+    if any(rep.dead_for > cfg.detection_bound for rep in s.replicas):
+        out.append(DETECTION_BOUND)
+    if single:
+        out.append(SINGLE_STREAM)
+    return out
+
+
+def converged(cfg: WorldConfig, s: State, i: int) -> bool:
+    """Whether client i is live and has applied every committed event."""
+    slot = s.clients[i]
+    return cl.is_live(slot.machine) and not (s.db.committed & ~slot.applied)
+
+
+def undetected(cfg: WorldConfig, s: State, r: int) -> bool:
+    """Whether replica r's subscriber link is dead while it still reports healthy."""
+    rep = s.replicas[r]
+    return rep.link is Link.DEAD and (not cfg.fixes.subscriber_health
+                                      or rep.subscriber.health is sb.Health.HEALTHY)

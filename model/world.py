@@ -3,18 +3,27 @@
 What it is. A finite transition system built from the very machines the
 service runs (``model.client``, ``model.session``, ``model.subscriber``), plus
 small models of what they talk to. :func:`initial` gives the start state and
-:func:`enabled` every action the environment or a machine can take next, each
-with a label that reads as a sentence ("redis: subscriber of replica 0 dies
-silently"). The checker walks it exhaustively, Hypothesis walks it at random,
-and both judge every state with :func:`model.invariants.check`.
+:func:`enabled` every :class:`Transition` the environment or a machine can take
+next. A transition is a value: its :class:`Kind` (a progress kind, or a fault of
+``model.faults``'s vocabulary), the actor it happens to, the values its sentence
+needs, what it fed the machines (:class:`Fed`) and the next state. Its sentence
+("redis: subscriber of replica 0 dies silently") is rendered from
+:data:`SENTENCES` (faults from ``model.faults``) and never parsed back. The
+checker walks the world exhaustively, Hypothesis walks it at random, and both
+judge every state with :func:`model.invariants.violations`.
+
+How it is built. :func:`enabled` is a loop over small *enablers*, one per actor
+and kind (:data:`ENABLERS`); each yields the transitions of its kind. Adding a
+fault kind is one enabler plus one row in :data:`SENTENCES` (or a sentence in
+``model.faults``) and one member of :class:`Kind`.
 
 The actors and what the world assumes of them.
 
 * **Clients** run ``model.client``. Each starts connecting, resuming from event
   ``0-0`` (it has loaded the empty state). A client holds its streams, what it
   has applied (a bit per event), a pending snapshot, whether its laptop sleeps,
-  and a ghost counter of the attempts it really started since its last stable
-  connection, against which ``bounded-counter`` is judged.
+  and the attempts really started since its last stable connection
+  (``model.witness``), against which ``bounded-counter`` is judged.
 * **Streams** go ``connecting`` (sent, not yet accepted) -> ``open`` (a replica
   runs ``model.session`` for it; what the session sends waits on the wire in
   order) -> ``stalled`` (silently dead: the server side is gone, the client hears
@@ -51,60 +60,223 @@ ticks left, which is why no absolute time appears in any state.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import enum
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from model import client as cl
 from model import session as se
 from model import subscriber as sb
-from model.backoff import BackoffPolicy, Kind
-from model.core import Action, CancelTimer, EventId, Log, StartTimer
-from model.faults import label as fault_label
+from model.backoff import BackoffPolicy
+from model.backoff import Kind as BackoffKind
+from model.core import Action, CancelTimer, EventId, Input, Log, StartTimer, dispatch, ignore
+from model.faults import FAULTS
 from model.fixes import Fixes
-from model.invariants import (
-    BOUNDED_COUNTER,
-    BOUNDED_REPLAY,
-    DETECTION_BOUND,
-    FAILED_ONLY_AFTER_MAX,
-    NO_SILENT_STALE,
-    SINGLE_STREAM,
-    StaleFacts,
-    covered,
-)
+from model.witness import AttemptsWitness, observe
 
 __all__ = [
+    "ENABLERS",
+    "PROGRESS_KINDS",
+    "SENTENCES",
     "ClientSlot",
     "Db",
+    "Fed",
+    "Flag",
+    "Frame",
+    "Kind",
+    "Link",
+    "Machine",
+    "PendingSnapshot",
+    "Pub",
     "Replica",
     "State",
     "Stream",
-    "World",
+    "StreamPhase",
+    "Transition",
     "WorldConfig",
-    "client_facts",
-    "converged",
     "enabled",
     "flatten",
     "initial",
-    "PROGRESS_KINDS",
-    "state_violations",
-    "successors",
-    "transition_kind",
-    "undetected",
-    "violations",
+    "pubs_idle",
+    "seqs",
 ]
 
-# Stream phases
-CONNECTING, OPEN, STALLED = 0, 1, 2
-_PHASE = ("connecting", "open", "stalled")
-# Link states
-UP, DEAD, DOWN = 0, 1, 2
-_LINK = ("up", "dead", "down")
-# Wire message kinds
-EVENT, TRUNCATED, FAILED = 0, 1, 2
-# Flags for failed-only-after-max, recorded when they happen
-FAILED_EARLY, LEFT_FAILED, STREAMED_BEFORE_SNAPSHOT = 1, 2, 4
+
+class _Fast(enum.Enum):
+    """Enum members are singletons: hash them by identity, in C (states hash often)."""
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+
+class StreamPhase(_Fast):
+    """Where a client's stream is on the network."""
+
+    CONNECTING = "connecting"  #: sent, not yet accepted by a replica
+    OPEN = "open"  #: a replica runs a session for it
+    STALLED = "stalled"  #: silently dead: the server side is gone, the client hears nothing
+
+
+class Link(_Fast):
+    """A replica's Redis subscription link."""
+
+    UP = "up"  #: messages flow
+    DEAD = "dead"  #: silently dead: nothing arrives, nothing is reported
+    DOWN = "down"  #: visibly down; the subscriber heard Reconnecting and will hear Ready
+
+
+class Frame(_Fast):
+    """What a session wrote on the wire, waiting to reach the client."""
+
+    EVENT = "event"
+    TRUNCATED = "replay-truncated"
+    FAILED = "replay-failed"
+
+
+class Pub(_Fast):
+    """Where a publisher is with its current event."""
+
+    IDLE = "idle"
+    ID_TAKEN = "id taken"  #: took an id from the shared sequence, not committed yet
+    COMMITTED = "committed"  #: committed, not yet published to Redis
+
+
+class Flag(enum.IntFlag):
+    """What ``failed-only-after-max`` forbids, recorded on the client when it happens."""
+
+    FAILED_EARLY = 1  #: reached failed before max_attempts real attempts
+    LEFT_FAILED = 2  #: left failed without recover() or a trigger
+    STREAMED_BEFORE_SNAPSHOT = 4  #: recover() opened a stream before its snapshot loaded
+
+
+class Machine(_Fast):
+    """Which machine (or stream book) a transition fed."""
+
+    CLIENT = "client"
+    SESSION = "session"
+    SUBSCRIBER = "subscriber"
+    STREAM_ADDED = "add"  #: the client opened a stream (a new session slot)
+    STREAM_REMOVED = "del"  #: a stream went away
+
+
+class Kind(_Fast):
+    """The kind of a world transition: progress, or a fault of ``model.faults``."""
+
+    WAKE = "wake"
+    TIMER = "timer"
+    SNAPSHOT = "snapshot"
+    RECEIVE = "receive"
+    REPLAY = "replay"
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+    DELIVER = "deliver"
+    RECONNECT = "reconnect"
+    REPLICA_UP = "replica-up"
+    PUBLISH = "publish"
+    TRIGGER = "trigger"
+    RETRY = "retry"
+    TICK = "tick"
+    NETWORK_DROP = "network.drop"
+    NETWORK_STALL = "network.stall"
+    CLIENTS_SLEEP = "clients.sleep"
+    REDIS_SUBSCRIBER_DIES = "redis.subscriber_dies"
+    REDIS_DISCONNECT = "redis.disconnect"
+    POSTGRES_REPLAY_FAILS = "postgres.replay_fails"
+    POSTGRES_PRUNE = "postgres.prune"
+    REPLICAS_DOWN = "replicas.down"
+
+    @property
+    def fault(self) -> bool:
+        """Whether this kind is a fault (spends the fault budget)."""
+        return self.value in FAULTS
+
+
+#: Transition kinds that are not faults (a set: the heal phase has its own order,
+#: ``sims.heal.HEAL_PRIORITY``).
+PROGRESS_KINDS: frozenset[Kind] = frozenset(k for k in Kind if not k.fault)
+
+
+class Fed(NamedTuple):
+    """One thing a transition fed: a machine input, or a stream added or removed."""
+
+    machine: Machine
+    actor: int  #: client index (client, session, streams) or replica index (subscriber)
+    stream: int  #: the stream's index for a session or a removed stream, else -1
+    input: Input | None
+    before: str  #: the machine's status, phase or health before the input ("" for streams)
+
+
+Arg = int | str | tuple[int, ...]
+
+
+class Transition(NamedTuple):
+    """One enabled step of the world: what happens, to whom, what it fed, where it leads."""
+
+    kind: Kind
+    actor: int  #: the client, replica or publisher it happens to (-1: the whole world)
+    variant: str  #: which sentence of the kind ("" when it has one)
+    args: tuple[Arg, ...]  #: values its sentence shows (event seq, rows, status, ...)
+    feeds: tuple[Fed, ...]
+    state: State
+
+    @property
+    def key(self) -> tuple[Kind, int, str, tuple[Arg, ...]]:
+        """What identifies the transition among those enabled in one state (not the state)."""
+        return (self.kind, self.actor, self.variant, self.args)
+
+    @property
+    def sentence(self) -> str:
+        """The transition as a sentence, rendered from :data:`SENTENCES`."""
+        return render(self.kind, self.actor, self.variant, self.args)
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+#: (kind, variant) -> sentence; ``{actor}`` and ``{0}``, ``{1}`` are filled in. Fault
+#: kinds take their sentence from ``model.faults`` (``{client}``/``{replica}``/``{seq}``).
+SENTENCES: dict[tuple[Kind, str], str] = {
+    (Kind.PUBLISH, "take-id"): "publisher {actor} takes id {0} from the shared sequence",
+    (Kind.PUBLISH, "commit"): "publisher {actor} commits event {0}",
+    (Kind.PUBLISH, "publish"): "publisher {actor} publishes event {0} to redis",
+    (Kind.DELIVER, "event"): "redis: delivers event {0} to replica {actor}",
+    (Kind.DELIVER, "sentinel"): "redis: delivers sentinel {0} to replica {actor}",
+    (Kind.RECONNECT, ""): "redis: subscriber of replica {actor} reconnects",
+    (Kind.REPLICA_UP, ""): "replica {actor} comes back up",
+    (Kind.WAKE, ""): "client {actor}: laptop wakes",
+    (Kind.ACCEPT, ""): "replica {0} accepts client {actor}'s stream",
+    (Kind.REFUSE, ""): "client {actor}'s connection is refused",
+    (Kind.REPLAY, ""): "postgres: replay for client {actor} returns rows [{0}]",
+    (Kind.RECEIVE, "event"): "client {actor} receives event {0}",
+    (Kind.RECEIVE, "truncated"): "client {actor} receives replay-truncated (head {0})",
+    (Kind.RECEIVE, "failed"): "client {actor} receives replay-failed",
+    (Kind.SNAPSHOT, ""): "client {actor}: snapshot loaded (head {0})",
+    (Kind.TIMER, "heartbeat"): "client {actor}: heartbeat check fires while {0}",
+    (Kind.TIMER, "backoff"): "client {actor}: backoff timer fires",
+    (Kind.TIMER, "sentinel"): "replica {actor}: sentinel timer fires",
+    (Kind.TIMER, "sentinel-timeout"): "replica {actor}: sentinel timeout fires",
+    (Kind.TRIGGER, "online"): "client {actor}: browser goes online",
+    (Kind.TRIGGER, "visible"): "client {actor}: page becomes visible",
+    (Kind.RETRY, ""): "client {actor}: user presses Retry",
+    (Kind.TICK, ""): "time passes",
+}
+
+
+def _shown(arg: Arg) -> str:
+    if isinstance(arg, tuple):
+        return ",".join(map(str, arg)) or "none"
+    return str(arg)
+
+
+def render(kind: Kind, actor: int, variant: str, args: tuple[Arg, ...]) -> str:
+    """The sentence of a transition (see :data:`SENTENCES`)."""
+    if kind.fault:
+        seq = args[0] if args else ""
+        return FAULTS[kind.value].sentence.format(client=actor, replica=actor, seq=seq)
+    return SENTENCES[(kind, variant)].format(*map(_shown, args), actor=actor)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -145,7 +317,7 @@ class WorldConfig:
             heartbeat_timeout=self.heartbeat_timeout,
             heartbeat_check_interval=self.heartbeat_check_interval,
             max_attempts=self.max_attempts,
-            policy=BackoffPolicy(kind=Kind.EXPONENTIAL, base=self.backoff_base,
+            policy=BackoffPolicy(kind=BackoffKind.EXPONENTIAL, base=self.backoff_base,
                                  cap=max(self.backoff_cap, self.backoff_base), factor=2.0),
             fixes=self.fixes,
         )
@@ -179,36 +351,43 @@ class Stream(NamedTuple):
     """One stream of a client, from request to close."""
 
     replica: int  #: -1 until a replica accepts it
-    phase: int  #: CONNECTING, OPEN or STALLED
+    phase: StreamPhase
     cursor: EventId | None  #: the Last-Event-ID it was opened with
-    sess: se.SessionState | None  #: the replica's session while open
-    wire: tuple[tuple[int, int], ...]  #: frames sent, not yet received: (kind, seq)
+    session: se.SessionState | None  #: the replica's session while open
+    wire: tuple[tuple[Frame, int], ...]  #: frames sent, not yet received: (frame, seq)
     query: se.QueryReplay | None  #: the replay query running for it
     heard: bool  #: a message reached the client on this stream
+
+
+class PendingSnapshot(NamedTuple):
+    """A snapshot load under way: what it read first."""
+
+    head_first: bool  #: the head was read before the snapshot (head-before-snapshot)
+    value: int  #: the head read (head_first) or the committed mask read (snapshot first)
 
 
 class ClientSlot(NamedTuple):
     """A client and everything the world knows about it."""
 
-    m: cl.ClientState
-    hb: int  #: heartbeat timer: ticks left, -1 when not armed
-    bo: int  #: backoff timer
+    machine: cl.ClientState
+    heartbeat_left: int  #: heartbeat timer: ticks left, -1 when not armed
+    backoff_left: int  #: backoff timer: ticks left, -1 when not armed
     streams: tuple[Stream, ...]
     applied: int  #: bit seq-1 set when event seq is applied
-    rh: tuple[bool, int] | None  #: pending snapshot: (head first, head read or snapshot mask)
+    snapshot: PendingSnapshot | None
     asleep: bool
-    ghost: int  #: attempts really started since the last stable connection
+    attempts_started: int  #: attempts really started since the last stable connection
     recovering: bool  #: recover() ran and its snapshot is not done yet
-    bad: int  #: failed-only-after-max flags seen so far
+    flags: Flag  #: failed-only-after-max breaches seen so far
 
 
 class Replica(NamedTuple):
     """A replica: its subscriber, its Redis link and its own state."""
 
-    sub: sb.SubscriberState
-    st: int  #: sentinel timer
-    sto: int  #: sentinel-timeout timer
-    link: int  #: UP, DEAD or DOWN
+    subscriber: sb.SubscriberState
+    sentinel_left: int  #: sentinel timer: ticks left, -1 when not armed
+    sentinel_timeout_left: int  #: sentinel-timeout timer: ticks left, -1 when not armed
+    link: Link
     queue: tuple[int, ...]  #: Redis messages on the way: seq > 0, or -token for a sentinel
     down: bool  #: refusing connections
     dead_for: int  #: ticks since its link died silently, undetected; -1 otherwise
@@ -229,56 +408,42 @@ class State(NamedTuple):
     clients: tuple[ClientSlot, ...]
     replicas: tuple[Replica, ...]
     db: Db
-    pubs: tuple[tuple[int, int], ...]  #: per publisher: (0 idle | 1 id taken | 2 committed, seq)
+    pubs: tuple[tuple[Pub, int], ...]  #: per publisher: (where it is, its event's seq)
     published: int  #: publishes begun
     faults: int  #: faults spent
     overrun: int  #: most rows any replay read beyond limit + 1 (0: none)
 
 
-class World:
-    """A world state together with its config; equal and hashed by state."""
-
-    __slots__ = ("config", "state")
-
-    def __init__(self, config: WorldConfig, state: State) -> None:
-        self.config = config
-        self.state = state
-
-    def __hash__(self) -> int:
-        return hash(self.state)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, World) and other.state == self.state
-
-    def __repr__(self) -> str:
-        return f"World({self.config!r}, ...)"
+NO_FLAGS = Flag(0)
 
 
-def initial(config: WorldConfig) -> World:
+def initial(config: WorldConfig) -> State:
     """The start: every client connecting from 0-0, every subscriber healthy."""
-    return World(config, initial_state(config))
-
-
-def initial_state(config: WorldConfig) -> State:
-    """The start state of ``config``."""
     start = EventId(0, 0)
-    m, _ = cl.step(config.client, cl.initial(start), cl.Start())
-    stream = Stream(-1, CONNECTING, start, None, (), None, False)
-    slot = ClientSlot(m, -1, -1, (stream,), 0, None, False, 1, False, 0)
-    sub, acts = sb.step(config.subscriber, sb.initial(), sb.Ready())
-    replica = Replica(sub, -1, -1, UP, (), False, -1)
-    for act in acts:
-        if isinstance(act, StartTimer) and act.timer == sb.SENTINEL:
-            replica = replica._replace(st=_ticks(act.at))
-    return State(
-        clients=(slot,) * config.clients,
-        replicas=(replica,) * config.replicas,
-        db=Db(0, 0, 0, 0),
-        pubs=((0, 0),) * config.publishers,
-        published=0,
-        faults=0,
-        overrun=0,
-    )
+    slot = ClientSlot(cl.initial(start), -1, -1, (), 0, None, False, 0, False, NO_FLAGS)
+    replica = Replica(sb.initial(), -1, -1, Link.UP, (), False, -1)
+    s = State(clients=(slot,), replicas=(replica,), db=Db(0, 0, 0, 0),
+              pubs=((Pub.IDLE, 0),) * config.publishers, published=0, faults=0, overrun=0)
+    ctx = _Ctx(config, s)
+    _feed_client(ctx, 0, cl.Start())
+    _feed_subscriber(ctx, 0, sb.Ready())
+    s = ctx.state(s)
+    return s._replace(clients=s.clients * config.clients, replicas=s.replicas * config.replicas)
+
+
+def pubs_idle(s: State) -> bool:
+    """Whether no publisher holds an event it has not published yet."""
+    return all(phase is Pub.IDLE for phase, _ in s.pubs)
+
+
+def seqs(mask: int) -> Iterator[int]:
+    """The seqs whose bits are set in ``mask``, ascending."""
+    seq = 1
+    while mask:
+        if mask & 1:
+            yield seq
+        mask >>= 1
+        seq += 1
 
 
 def _ticks(at: float) -> int:
@@ -289,22 +454,13 @@ def _bit(seq: int) -> int:
     return 1 << (seq - 1)
 
 
-def _seqs(mask: int) -> Iterator[int]:
-    seq = 1
-    while mask:
-        if mask & 1:
-            yield seq
-        mask >>= 1
-        seq += 1
-
-
 # ---------------------------------------------------------------- carrying out actions
 
 
 class _Ctx:
     """Mutable scratch for one transition: lists replaced into a new State at the end."""
 
-    __slots__ = ("ccfg", "cfg", "clients", "db", "replicas", "scfg", "subcfg")
+    __slots__ = ("ccfg", "cfg", "clients", "db", "feeds", "replicas", "scfg", "subcfg")
 
     def __init__(self, cfg: WorldConfig, s: State) -> None:
         self.cfg = cfg
@@ -312,6 +468,7 @@ class _Ctx:
         self.clients = list(s.clients)
         self.replicas = list(s.replicas)
         self.db = s.db
+        self.feeds: list[Fed] = []
 
     def state(self, s: State, *, faults: int | None = None, overrun: int | None = None) -> State:
         return State(tuple(self.clients), tuple(self.replicas), self.db, s.pubs, s.published,
@@ -331,638 +488,650 @@ def _configs(cfg: WorldConfig) -> tuple[cl.ClientConfig, se.SessionConfig, sb.Su
     return hit[1], hit[2], hit[3]
 
 
+def _set_stream(ctx: _Ctx, i: int, k: int, stream: Stream) -> None:
+    slot = ctx.clients[i]
+    streams = list(slot.streams)
+    streams[k] = stream
+    ctx.clients[i] = slot._replace(streams=tuple(streams))
+
+
 def _feed_client(ctx: _Ctx, i: int, event: cl.ClientInput) -> None:
     """Step client i's machine with ``event`` and carry out its actions."""
     slot = ctx.clients[i]
-    old = slot.m
+    old = slot.machine
+    ctx.feeds.append(Fed(Machine.CLIENT, i, -1, event, old.status.value))
     m, acts = cl.step(ctx.ccfg, old, event)
-    bad = slot.bad
+    flags = slot.flags
     recovering = slot.recovering
-    ghost = slot.ghost
     if old.status is cl.Status.FAILED and m.status is not cl.Status.FAILED:
         if not isinstance(event, cl.Recover | cl.Online | cl.Visible):
-            bad |= LEFT_FAILED
+            flags |= Flag.LEFT_FAILED
         recovering = True
-        ghost = 0  # recover() starts a new count, as the user asked for
     if isinstance(event, cl.RehydrateDone):
         recovering = False
-    slot = slot._replace(m=m, bad=bad, recovering=recovering, ghost=ghost)
-    for act in acts:
-        slot = _client_act(ctx, slot, act)
+    heard = bool(slot.streams) and slot.streams[-1].heard
+    witness = observe(AttemptsWitness(slot.attempts_started, heard), event, old, m, acts)
+    slot = slot._replace(machine=m, flags=flags, recovering=recovering,
+                         attempts_started=witness.started)
+    if witness.heard and not heard and slot.streams:
+        slot = slot._replace(streams=(*slot.streams[:-1], slot.streams[-1]._replace(heard=True)))
     ctx.clients[i] = slot
+    dispatch(_CLIENT_ACTIONS, acts, ctx, i, shell="the world (client)")
 
 
-def _client_act(ctx: _Ctx, slot: ClientSlot, act: Action) -> ClientSlot:
-    kind = act.__class__
-    if kind is StartTimer:
-        assert isinstance(act, StartTimer)
-        if act.timer == cl.HEARTBEAT:
-            return slot._replace(hb=_ticks(act.at))
-        return slot._replace(bo=_ticks(act.at))
-    if kind is CancelTimer:
-        assert isinstance(act, CancelTimer)
-        if act.timer == cl.HEARTBEAT:
-            return slot._replace(hb=-1)
-        return slot._replace(bo=-1)
-    if kind is cl.OpenStream:
-        assert isinstance(act, cl.OpenStream)
-        bad = slot.bad | (STREAMED_BEFORE_SNAPSHOT if slot.recovering else 0)
-        stream = Stream(-1, CONNECTING, act.last_event_id, None, (), None, False)
-        return slot._replace(streams=(*slot.streams, stream), ghost=slot.ghost + 1, bad=bad)
-    if kind is cl.CloseStream:
-        return slot._replace(streams=slot.streams[:-1])
-    if kind is cl.Deliver:
-        assert isinstance(act, cl.Deliver)
-        return slot._replace(applied=slot.applied | _bit(act.event_id.seq))
-    if kind is cl.StartRehydrate:
-        assert isinstance(act, cl.StartRehydrate)
-        db = ctx.db
-        pending = (True, db.head) if act.head_first else (False, db.committed)
-        return slot._replace(rh=pending)
-    if kind is cl.StatusChanged:
-        assert isinstance(act, cl.StatusChanged)
-        if act.status is cl.Status.FAILED and slot.ghost < ctx.cfg.max_attempts:
-            return slot._replace(bad=slot.bad | FAILED_EARLY)
-        return slot
-    if kind is Log:
-        return slot
-    raise AssertionError(f"the world cannot carry out client action {act!r}")
+def _client_start_timer(ctx: _Ctx, i: int, act: StartTimer) -> None:
+    slot = ctx.clients[i]
+    if act.timer == cl.HEARTBEAT:
+        ctx.clients[i] = slot._replace(heartbeat_left=_ticks(act.at))
+    else:
+        ctx.clients[i] = slot._replace(backoff_left=_ticks(act.at))
+
+
+def _client_cancel_timer(ctx: _Ctx, i: int, act: CancelTimer) -> None:
+    slot = ctx.clients[i]
+    if act.timer == cl.HEARTBEAT:
+        ctx.clients[i] = slot._replace(heartbeat_left=-1)
+    else:
+        ctx.clients[i] = slot._replace(backoff_left=-1)
+
+
+def _client_open_stream(ctx: _Ctx, i: int, act: cl.OpenStream) -> None:
+    slot = ctx.clients[i]
+    flags = slot.flags | (Flag.STREAMED_BEFORE_SNAPSHOT if slot.recovering else NO_FLAGS)
+    stream = Stream(-1, StreamPhase.CONNECTING, act.last_event_id, None, (), None, False)
+    ctx.feeds.append(Fed(Machine.STREAM_ADDED, i, len(slot.streams), None, ""))
+    ctx.clients[i] = slot._replace(streams=(*slot.streams, stream), flags=flags)
+
+
+def _client_close_stream(ctx: _Ctx, i: int, act: cl.CloseStream) -> None:
+    slot = ctx.clients[i]
+    ctx.feeds.append(Fed(Machine.STREAM_REMOVED, i, len(slot.streams) - 1, None, ""))
+    ctx.clients[i] = slot._replace(streams=slot.streams[:-1])
+
+
+def _client_deliver(ctx: _Ctx, i: int, act: cl.Deliver) -> None:
+    slot = ctx.clients[i]
+    ctx.clients[i] = slot._replace(applied=slot.applied | _bit(act.event_id.seq))
+
+
+def _client_rehydrate(ctx: _Ctx, i: int, act: cl.StartRehydrate) -> None:
+    db = ctx.db
+    pending = (PendingSnapshot(True, db.head) if act.head_first
+               else PendingSnapshot(False, db.committed))
+    ctx.clients[i] = ctx.clients[i]._replace(snapshot=pending)
+
+
+def _client_status(ctx: _Ctx, i: int, act: cl.StatusChanged) -> None:
+    slot = ctx.clients[i]
+    if act.status is cl.Status.FAILED and slot.attempts_started < ctx.cfg.max_attempts:
+        ctx.clients[i] = slot._replace(flags=slot.flags | Flag.FAILED_EARLY)
+
+
+#: How the world carries out each client action (``model.core.dispatch``).
+_CLIENT_ACTIONS: dict[type[Action], Callable[..., object]] = {
+    StartTimer: _client_start_timer,
+    CancelTimer: _client_cancel_timer,
+    cl.OpenStream: _client_open_stream,
+    cl.CloseStream: _client_close_stream,
+    cl.Deliver: _client_deliver,
+    cl.StartRehydrate: _client_rehydrate,
+    cl.StatusChanged: _client_status,
+    Log: ignore,
+}
 
 
 def _feed_session(ctx: _Ctx, i: int, k: int, event: se.SessionInput) -> None:
     """Step the session of client i's stream k and carry out its actions."""
-    slot = ctx.clients[i]
-    stream = slot.streams[k]
-    assert stream.sess is not None
-    sess, acts = se.step(ctx.scfg, stream.sess, event)
-    wire = stream.wire
-    query = stream.query
-    for act in acts:
-        kind = act.__class__
-        if kind is se.Send:
-            assert isinstance(act, se.Send)
-            wire = (*wire, (EVENT, act.event_id.seq))
-        elif kind is se.QueryReplay:
-            assert isinstance(act, se.QueryReplay)
-            query = act
-        elif kind is se.SendTruncated:
-            assert isinstance(act, se.SendTruncated)
-            wire = (*wire, (TRUNCATED, act.head.seq))
-        elif kind is se.SendFailed:
-            wire = (*wire, (FAILED, 0))
-        elif kind in (StartTimer, CancelTimer, se.SendHeartbeat, Log):
-            pass  # heartbeats are implicit in the world
-        else:
-            raise AssertionError(f"the world cannot carry out session action {act!r}")
-    streams = list(slot.streams)
-    streams[k] = stream._replace(sess=sess, wire=wire, query=query)
-    ctx.clients[i] = slot._replace(streams=tuple(streams))
+    stream = ctx.clients[i].streams[k]
+    assert stream.session is not None
+    ctx.feeds.append(Fed(Machine.SESSION, i, k, event, stream.session.phase.value))
+    session, acts = se.step(ctx.scfg, stream.session, event)
+    _set_stream(ctx, i, k, stream._replace(session=session))
+    dispatch(_SESSION_ACTIONS, acts, ctx, i, k, shell="the world (session)")
+
+
+def _wire(ctx: _Ctx, i: int, k: int, frame: Frame, seq: int) -> None:
+    stream = ctx.clients[i].streams[k]
+    _set_stream(ctx, i, k, stream._replace(wire=(*stream.wire, (frame, seq))))
+
+
+def _session_query(ctx: _Ctx, i: int, k: int, act: se.QueryReplay) -> None:
+    _set_stream(ctx, i, k, ctx.clients[i].streams[k]._replace(query=act))
+
+
+#: How the world carries out each session action; heartbeats are implicit in the world.
+_SESSION_ACTIONS: dict[type[Action], Callable[..., object]] = {
+    se.Send: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.EVENT, act.event_id.seq),
+    se.SendTruncated: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.TRUNCATED, act.head.seq),
+    se.SendFailed: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.FAILED, 0),
+    se.QueryReplay: _session_query,
+    StartTimer: ignore,
+    CancelTimer: ignore,
+    se.SendHeartbeat: ignore,
+    Log: ignore,
+}
 
 
 def _feed_subscriber(ctx: _Ctx, r: int, event: sb.SubscriberInput) -> None:
     """Step replica r's subscriber and carry out its actions."""
     rep = ctx.replicas[r]
-    sub, acts = sb.step(ctx.subcfg, rep.sub, event)
-    rep = rep._replace(sub=sub)
-    resync = False
-    for act in acts:
-        kind = act.__class__
-        if kind is StartTimer:
-            assert isinstance(act, StartTimer)
-            if act.timer == sb.SENTINEL:
-                rep = rep._replace(st=_ticks(act.at))
-            else:
-                rep = rep._replace(sto=_ticks(act.at))
-        elif kind is CancelTimer:
-            assert isinstance(act, CancelTimer)
-            if act.timer == sb.SENTINEL:
-                rep = rep._replace(st=-1)
-            else:
-                rep = rep._replace(sto=-1)
-        elif kind is sb.PublishSentinel:
-            assert isinstance(act, sb.PublishSentinel)
-            if rep.link == UP:
-                rep = rep._replace(queue=(*rep.queue, -act.token))
-        elif kind is sb.Resubscribe:
-            rep = rep._replace(link=DOWN, queue=())
-        elif kind is sb.ResyncStreams:
-            resync = True
-        elif kind is sb.HealthChanged:
-            assert isinstance(act, sb.HealthChanged)
-            if act.health is not sb.Health.HEALTHY:
-                rep = rep._replace(dead_for=-1)
-        elif kind is Log:
-            pass
-        else:
-            raise AssertionError(f"the world cannot carry out subscriber action {act!r}")
-    ctx.replicas[r] = rep
-    if resync:
-        topic = se.TopicHead(0, ctx.db.head, ctx.db.floor)
-        for i, slot in enumerate(ctx.clients):
-            for k, stream in enumerate(slot.streams):
-                if stream.replica == r and stream.phase == OPEN and stream.sess is not None:
-                    _feed_session(ctx, i, k, se.Resync(topic=topic))
+    ctx.feeds.append(Fed(Machine.SUBSCRIBER, r, -1, event, rep.subscriber.health.value))
+    sub, acts = sb.step(ctx.subcfg, rep.subscriber, event)
+    ctx.replicas[r] = rep._replace(subscriber=sub)
+    dispatch(_SUBSCRIBER_ACTIONS, acts, ctx, r, shell="the world (subscriber)")
 
 
-def _mark_heard(ctx: _Ctx, i: int, k: int) -> None:
-    slot = ctx.clients[i]
-    stream = slot.streams[k]
-    if not stream.heard:
-        streams = list(slot.streams)
-        streams[k] = stream._replace(heard=True)
-        ctx.clients[i] = slot._replace(streams=tuple(streams), ghost=0)
+def _sub_start_timer(ctx: _Ctx, r: int, act: StartTimer) -> None:
+    rep = ctx.replicas[r]
+    if act.timer == sb.SENTINEL:
+        ctx.replicas[r] = rep._replace(sentinel_left=_ticks(act.at))
+    else:
+        ctx.replicas[r] = rep._replace(sentinel_timeout_left=_ticks(act.at))
+
+
+def _sub_cancel_timer(ctx: _Ctx, r: int, act: CancelTimer) -> None:
+    rep = ctx.replicas[r]
+    if act.timer == sb.SENTINEL:
+        ctx.replicas[r] = rep._replace(sentinel_left=-1)
+    else:
+        ctx.replicas[r] = rep._replace(sentinel_timeout_left=-1)
+
+
+def _sub_publish_sentinel(ctx: _Ctx, r: int, act: sb.PublishSentinel) -> None:
+    rep = ctx.replicas[r]
+    if rep.link is Link.UP:
+        ctx.replicas[r] = rep._replace(queue=(*rep.queue, -act.token))
+
+
+def _sub_resubscribe(ctx: _Ctx, r: int, act: sb.Resubscribe) -> None:
+    ctx.replicas[r] = ctx.replicas[r]._replace(link=Link.DOWN, queue=())
+
+
+def _sub_health(ctx: _Ctx, r: int, act: sb.HealthChanged) -> None:
+    if act.health is not sb.Health.HEALTHY:
+        ctx.replicas[r] = ctx.replicas[r]._replace(dead_for=-1)
+
+
+def _sub_resync(ctx: _Ctx, r: int, act: sb.ResyncStreams) -> None:
+    topic = se.TopicHead(0, ctx.db.head, ctx.db.floor)
+    for i, slot in enumerate(ctx.clients):
+        for k, stream in enumerate(slot.streams):
+            if stream.replica == r and stream.phase is StreamPhase.OPEN and stream.session is not None:
+                _feed_session(ctx, i, k, se.Resync(topic=topic))
+
+
+#: How the world carries out each subscriber action.
+_SUBSCRIBER_ACTIONS: dict[type[Action], Callable[..., object]] = {
+    StartTimer: _sub_start_timer,
+    CancelTimer: _sub_cancel_timer,
+    sb.PublishSentinel: _sub_publish_sentinel,
+    sb.Resubscribe: _sub_resubscribe,
+    sb.ResyncStreams: _sub_resync,
+    sb.HealthChanged: _sub_health,
+    Log: ignore,
+}
 
 
 def _close_stream(ctx: _Ctx, i: int, k: int) -> None:
     slot = ctx.clients[i]
+    ctx.feeds.append(Fed(Machine.STREAM_REMOVED, i, k, None, ""))
     streams = list(slot.streams)
     del streams[k]
     ctx.clients[i] = slot._replace(streams=tuple(streams))
 
 
-# ---------------------------------------------------------------- transitions
+# ---------------------------------------------------------------- enablers
+
+Enabler = Callable[[WorldConfig, State], Iterator[Transition]]
 
 
-def successors(cfg: WorldConfig, s: State) -> list[tuple[str, State]]:
-    """Every transition enabled in ``s``: (label, next state)."""
-    out: list[tuple[str, State]] = []
-    fx = cfg.fixes
-    faults_left = s.faults < cfg.faults
+def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
+       ctx: _Ctx | None = None) -> Transition:
+    return Transition(kind, actor, variant, args, tuple(ctx.feeds) if ctx else (), state)
+
+
+def _publishers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Publishers take ids, commit and publish to Redis."""
     db = s.db
-
-    # Publishers -------------------------------------------------------------
     for p, (phase, seq) in enumerate(s.pubs):
-        if phase == 0 and s.published < cfg.events:
-            pubs = list(s.pubs)
-            if fx.topic_sequence:
+        pubs = list(s.pubs)
+        if phase is Pub.IDLE and s.published < cfg.events:
+            if cfg.fixes.topic_sequence:
                 new = db.head + 1
-                pubs[p] = (2, new)
+                pubs[p] = (Pub.COMMITTED, new)
                 ndb = db._replace(committed=db.committed | _bit(new), head=new, next_id=new)
-                out.append((f"publisher {p} commits event {new}",
-                            s._replace(db=ndb, pubs=tuple(pubs), published=s.published + 1)))
+                yield _t(Kind.PUBLISH, p, s._replace(db=ndb, pubs=tuple(pubs),
+                                                     published=s.published + 1),
+                         new, variant="commit")
             else:
                 new = db.next_id + 1
-                pubs[p] = (1, new)
-                out.append((f"publisher {p} takes id {new} from the shared sequence",
-                            s._replace(db=db._replace(next_id=new), pubs=tuple(pubs),
-                                       published=s.published + 1)))
-        elif phase == 1:
-            pubs = list(s.pubs)
-            pubs[p] = (2, seq)
+                pubs[p] = (Pub.ID_TAKEN, new)
+                yield _t(Kind.PUBLISH, p, s._replace(db=db._replace(next_id=new), pubs=tuple(pubs),
+                                                     published=s.published + 1),
+                         new, variant="take-id")
+        elif phase is Pub.ID_TAKEN:
+            pubs[p] = (Pub.COMMITTED, seq)
             ndb = db._replace(committed=db.committed | _bit(seq), head=max(db.head, seq))
-            out.append((f"publisher {p} commits event {seq}", s._replace(db=ndb, pubs=tuple(pubs))))
-        elif phase == 2:
-            pubs = list(s.pubs)
-            pubs[p] = (0, 0)
-            queued = tuple(rep._replace(queue=(*rep.queue, seq)) if rep.link == UP else rep
+            yield _t(Kind.PUBLISH, p, s._replace(db=ndb, pubs=tuple(pubs)), seq, variant="commit")
+        elif phase is Pub.COMMITTED:
+            pubs[p] = (Pub.IDLE, 0)
+            queued = tuple(rep._replace(queue=(*rep.queue, seq)) if rep.link is Link.UP else rep
                            for rep in s.replicas)
-            out.append((f"publisher {p} publishes event {seq} to redis",
-                        s._replace(pubs=tuple(pubs), replicas=queued)))
+            yield _t(Kind.PUBLISH, p, s._replace(pubs=tuple(pubs), replicas=queued), seq,
+                     variant="publish")
 
-    # Redis ------------------------------------------------------------------
+
+def _redis_delivers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Redis hands the next message of a link to its replica."""
     for r, rep in enumerate(s.replicas):
-        if rep.queue:
-            msg = rep.queue[0]
+        if not rep.queue:
+            continue
+        msg = rep.queue[0]
+        ctx = _Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(queue=rep.queue[1:])
+        if msg > 0:
+            for i, slot in enumerate(s.clients):
+                for k, stream in enumerate(slot.streams):
+                    if (stream.replica == r and stream.phase is StreamPhase.OPEN
+                            and stream.session is not None):
+                        _feed_session(ctx, i, k, se.LiveEvent(seq=msg))
+            yield _t(Kind.DELIVER, r, ctx.state(s), msg, variant="event", ctx=ctx)
+        else:
+            _feed_subscriber(ctx, r, sb.SentinelReceived(token=-msg))
+            yield _t(Kind.DELIVER, r, ctx.state(s), -msg, variant="sentinel", ctx=ctx)
+
+
+def _links_reconnect(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A visibly down subscriber link comes back."""
+    for r, rep in enumerate(s.replicas):
+        if rep.link is Link.DOWN:
             ctx = _Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(queue=rep.queue[1:])
-            if msg > 0:
-                for i, slot in enumerate(s.clients):
-                    for k, stream in enumerate(slot.streams):
-                        if stream.replica == r and stream.phase == OPEN and stream.sess is not None:
-                            _feed_session(ctx, i, k, se.LiveEvent(seq=msg))
-                out.append((f"redis: delivers event {msg} to replica {r}", ctx.state(s)))
-            else:
-                _feed_subscriber(ctx, r, sb.SentinelReceived(token=-msg))
-                out.append((f"redis: delivers sentinel {-msg} to replica {r}", ctx.state(s)))
-        if rep.link == DOWN:
-            ctx = _Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(link=UP)
+            ctx.replicas[r] = rep._replace(link=Link.UP)
             _feed_subscriber(ctx, r, sb.Ready())
-            out.append((f"redis: subscriber of replica {r} reconnects", ctx.state(s)))
+            yield _t(Kind.RECONNECT, r, ctx.state(s), ctx=ctx)
+
+
+def _replicas_come_up(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A replica that went down accepts connections again."""
+    for r, rep in enumerate(s.replicas):
         if rep.down:
             reps = list(s.replicas)
             reps[r] = rep._replace(down=False)
-            out.append((f"replica {r} comes back up", s._replace(replicas=tuple(reps))))
-        if faults_left and rep.link == UP:
+            yield _t(Kind.REPLICA_UP, r, s._replace(replicas=tuple(reps)))
+
+
+def _subscriber_dies(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a subscriber link dies silently."""
+    for r, rep in enumerate(s.replicas):
+        if rep.link is Link.UP:
             reps = list(s.replicas)
-            reps[r] = rep._replace(link=DEAD, queue=(), dead_for=0)
-            out.append((fault_label("redis.subscriber_dies", replica=r),
-                        s._replace(replicas=tuple(reps), faults=s.faults + 1)))
+            reps[r] = rep._replace(link=Link.DEAD, queue=(), dead_for=0)
+            yield _t(Kind.REDIS_SUBSCRIBER_DIES, r,
+                     s._replace(replicas=tuple(reps), faults=s.faults + 1))
+
+
+def _subscriber_disconnects(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a subscriber link drops visibly."""
+    for r, rep in enumerate(s.replicas):
+        if rep.link is Link.UP:
             ctx = _Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(link=DOWN, queue=())
+            ctx.replicas[r] = rep._replace(link=Link.DOWN, queue=())
             _feed_subscriber(ctx, r, sb.Reconnecting(reason="connection reset"))
-            out.append((fault_label("redis.disconnect", replica=r),
-                        ctx.state(s, faults=s.faults + 1)))
-        if faults_left and not rep.down:
-            ctx = _Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(down=True)
-            for i, slot in enumerate(s.clients):
-                for k in reversed(range(len(slot.streams))):
-                    stream = slot.streams[k]
-                    if stream.replica == r and stream.phase == OPEN:
-                        _close_stream(ctx, i, k)
-                        _feed_client(ctx, i, cl.StreamClosed(reason="replica down"))
-            out.append((fault_label("replicas.down", replica=r), ctx.state(s, faults=s.faults + 1)))
+            yield _t(Kind.REDIS_DISCONNECT, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
-    if faults_left and db.floor < db.head:
-        out.append((fault_label("postgres.prune", seq=db.floor + 1),
-                    s._replace(db=db._replace(floor=db.floor + 1), faults=s.faults + 1)))
 
-    # Clients ----------------------------------------------------------------
-    any_up = any(not rep.down for rep in s.replicas)
+def _replica_goes_down(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a replica goes down, closing its open streams."""
+    for r, rep in enumerate(s.replicas):
+        if rep.down:
+            continue
+        ctx = _Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(down=True)
+        for i, slot in enumerate(s.clients):
+            for k in reversed(range(len(slot.streams))):
+                stream = slot.streams[k]
+                if stream.replica == r and stream.phase is StreamPhase.OPEN:
+                    _close_stream(ctx, i, k)
+                    _feed_client(ctx, i, cl.StreamClosed(reason="replica down"))
+        yield _t(Kind.REPLICAS_DOWN, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
+def _retention_prunes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: retention removes the oldest kept event."""
+    db = s.db
+    if db.floor < db.head:
+        yield _t(Kind.POSTGRES_PRUNE, -1,
+                 s._replace(db=db._replace(floor=db.floor + 1), faults=s.faults + 1), db.floor + 1)
+
+
+def _awake(s: State) -> Iterator[tuple[int, ClientSlot]]:
     for i, slot in enumerate(s.clients):
-        m = slot.m
+        if not slot.asleep:
+            yield i, slot
+
+
+def _laptops_wake(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A sleeping laptop wakes: every armed timer is due at once."""
+    for i, slot in enumerate(s.clients):
         if slot.asleep:
             ctx = _Ctx(cfg, s)
-            ctx.clients[i] = slot._replace(asleep=False, hb=0 if slot.hb >= 0 else -1,
-                                           bo=0 if slot.bo >= 0 else -1)
-            out.append((f"client {i}: laptop wakes", ctx.state(s)))
-            continue
-        status = m.status
-        # Streams on the network.
+            ctx.clients[i] = slot._replace(asleep=False,
+                                           heartbeat_left=0 if slot.heartbeat_left >= 0 else -1,
+                                           backoff_left=0 if slot.backoff_left >= 0 else -1)
+            yield _t(Kind.WAKE, i, ctx.state(s), ctx=ctx)
+
+
+def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A replica that is up accepts a connecting stream (or, none up, it is refused)."""
+    db = s.db
+    any_up = any(not rep.down for rep in s.replicas)
+    for i, slot in _awake(s):
         for k, stream in enumerate(slot.streams):
-            if stream.phase == CONNECTING:
-                for r, rep in enumerate(s.replicas):
-                    if rep.down:
-                        continue
-                    ctx = _Ctx(cfg, s)
-                    streams = list(slot.streams)
-                    streams[k] = stream._replace(replica=r, phase=OPEN, sess=se.initial())
-                    ctx.clients[i] = slot._replace(streams=tuple(streams))
-                    topic = se.TopicHead(0, db.head, db.floor)
-                    _feed_session(ctx, i, k, se.Open(last_event_id=stream.cursor, topic=topic))
-                    _feed_client(ctx, i, cl.StreamOpened())
-                    out.append((f"replica {r} accepts client {i}'s stream", ctx.state(s)))
-                if not any_up:
-                    ctx = _Ctx(cfg, s)
-                    _close_stream(ctx, i, k)
-                    _feed_client(ctx, i, cl.StreamFailed(reason="connection refused"))
-                    out.append((f"client {i}'s connection is refused", ctx.state(s)))
-            elif stream.phase == OPEN:
-                if stream.query is not None:
-                    q = stream.query
-                    rows = [seq for seq in _seqs(db.committed)
-                            if seq > q.after and seq > db.floor and (q.upto is None or seq <= q.upto)]
-                    if q.limit is not None:
-                        rows = rows[: q.limit]
-                    ctx = _Ctx(cfg, s)
-                    streams = list(slot.streams)
-                    streams[k] = stream._replace(query=None)
-                    ctx.clients[i] = slot._replace(streams=tuple(streams))
-                    _feed_session(ctx, i, k, se.ReplayRows(seqs=tuple(rows), floor=db.floor))
-                    over = len(rows) - (cfg.replay_limit + 1)
-                    shown = ",".join(map(str, rows)) or "none"
-                    out.append((f"postgres: replay for client {i} returns rows [{shown}]",
-                                ctx.state(s, overrun=max(s.overrun, over, 0))))
-                    if faults_left:
-                        ctx = _Ctx(cfg, s)
-                        streams = list(slot.streams)
-                        streams[k] = stream._replace(query=None)
-                        ctx.clients[i] = slot._replace(streams=tuple(streams))
-                        _feed_session(ctx, i, k, se.ReplayError(reason="statement timeout"))
-                        out.append((fault_label("postgres.replay_fails", client=i),
-                                    ctx.state(s, faults=s.faults + 1)))
-                if stream.wire and k == len(slot.streams) - 1:
-                    kind, seq = stream.wire[0]
-                    ctx = _Ctx(cfg, s)
-                    streams = list(slot.streams)
-                    streams[k] = stream._replace(wire=stream.wire[1:])
-                    ctx.clients[i] = slot._replace(streams=tuple(streams))
-                    _mark_heard(ctx, i, k)
-                    if kind == EVENT:
-                        _feed_client(ctx, i, cl.EventReceived(event_id=EventId(0, seq)))
-                        what = f"event {seq}"
-                    elif kind == TRUNCATED:
-                        _feed_client(ctx, i, cl.ReplayTruncated(head=EventId(0, seq)))
-                        what = f"replay-truncated (head {seq})"
-                    else:
-                        _feed_client(ctx, i, cl.ReplayFailed())
-                        what = "replay-failed"
-                    out.append((f"client {i} receives {what}", ctx.state(s)))
-                if faults_left:
-                    ctx = _Ctx(cfg, s)
-                    _close_stream(ctx, i, k)
-                    _feed_client(ctx, i, cl.StreamClosed(reason="network"))
-                    out.append((fault_label("network.drop", client=i),
-                                ctx.state(s, faults=s.faults + 1)))
-                    ctx = _Ctx(cfg, s)
-                    streams = list(slot.streams)
-                    streams[k] = stream._replace(phase=STALLED, sess=None, wire=(), query=None)
-                    ctx.clients[i] = slot._replace(streams=tuple(streams))
-                    out.append((fault_label("network.stall", client=i),
-                                ctx.state(s, faults=s.faults + 1)))
-        # Snapshot.
-        if slot.rh is not None:
-            head_first, value = slot.rh
+            if stream.phase is not StreamPhase.CONNECTING:
+                continue
+            for r, rep in enumerate(s.replicas):
+                if rep.down:
+                    continue
+                ctx = _Ctx(cfg, s)
+                _set_stream(ctx, i, k, stream._replace(replica=r, phase=StreamPhase.OPEN,
+                                                       session=se.initial()))
+                topic = se.TopicHead(0, db.head, db.floor)
+                _feed_session(ctx, i, k, se.Open(last_event_id=stream.cursor, topic=topic))
+                _feed_client(ctx, i, cl.StreamOpened())
+                yield _t(Kind.ACCEPT, i, ctx.state(s), r, ctx=ctx)
+            if not any_up:
+                ctx = _Ctx(cfg, s)
+                _close_stream(ctx, i, k)
+                _feed_client(ctx, i, cl.StreamFailed(reason="connection refused"))
+                yield _t(Kind.REFUSE, i, ctx.state(s), ctx=ctx)
+
+
+def _replays(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Postgres answers a running replay query with its rows."""
+    db = s.db
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            q = stream.query
+            if stream.phase is not StreamPhase.OPEN or q is None:
+                continue
+            rows = tuple(seq for seq in seqs(db.committed)
+                         if seq > q.after and seq > db.floor and (q.upto is None or seq <= q.upto))
+            if q.limit is not None:
+                rows = rows[: q.limit]
             ctx = _Ctx(cfg, s)
-            if head_first:
-                applied, head = slot.applied | db.committed, value
-            else:
-                applied, head = slot.applied | value, db.head
-            ctx.clients[i] = slot._replace(rh=None, applied=applied)
-            _feed_client(ctx, i, cl.RehydrateDone(head=EventId(0, head)))
-            out.append((f"client {i}: snapshot loaded (head {head})", ctx.state(s)))
-        # Timers.
-        if slot.hb == 0:
+            _set_stream(ctx, i, k, stream._replace(query=None))
+            _feed_session(ctx, i, k, se.ReplayRows(seqs=rows, floor=db.floor))
+            over = len(rows) - (cfg.replay_limit + 1)
+            yield _t(Kind.REPLAY, i, ctx.state(s, overrun=max(s.overrun, over, 0)), rows, ctx=ctx)
+
+
+def _replay_fails(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a running replay query fails."""
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            if stream.phase is not StreamPhase.OPEN or stream.query is None:
+                continue
             ctx = _Ctx(cfg, s)
-            ctx.clients[i] = slot._replace(hb=-1)
+            _set_stream(ctx, i, k, stream._replace(query=None))
+            _feed_session(ctx, i, k, se.ReplayError(reason="statement timeout"))
+            yield _t(Kind.POSTGRES_REPLAY_FAILS, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
+_RECEIVE: dict[Frame, tuple[str, Callable[[int], cl.ClientInput]]] = {
+    Frame.EVENT: ("event", lambda seq: cl.EventReceived(event_id=EventId(0, seq))),
+    Frame.TRUNCATED: ("truncated", lambda seq: cl.ReplayTruncated(head=EventId(0, seq))),
+    Frame.FAILED: ("failed", lambda seq: cl.ReplayFailed()),
+}
+
+
+def _receives(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """The client reads the next frame of its current stream."""
+    for i, slot in _awake(s):
+        if not slot.streams:
+            continue
+        k = len(slot.streams) - 1
+        stream = slot.streams[k]
+        if stream.phase is not StreamPhase.OPEN or not stream.wire:
+            continue
+        frame, seq = stream.wire[0]
+        ctx = _Ctx(cfg, s)
+        _set_stream(ctx, i, k, stream._replace(wire=stream.wire[1:]))
+        variant, make = _RECEIVE[frame]
+        _feed_client(ctx, i, make(seq))
+        yield _t(Kind.RECEIVE, i, ctx.state(s), *((seq,) if frame is not Frame.FAILED else ()),
+                 variant=variant, ctx=ctx)
+
+
+def _streams_drop(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: an open stream closes; both ends see it."""
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            if stream.phase is StreamPhase.OPEN:
+                ctx = _Ctx(cfg, s)
+                _close_stream(ctx, i, k)
+                _feed_client(ctx, i, cl.StreamClosed(reason="network"))
+                yield _t(Kind.NETWORK_DROP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
+def _streams_stall(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: an open stream goes silent without closing."""
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            if stream.phase is StreamPhase.OPEN:
+                ctx = _Ctx(cfg, s)
+                _set_stream(ctx, i, k, _stalled(stream))
+                yield _t(Kind.NETWORK_STALL, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
+def _stalled(stream: Stream) -> Stream:
+    return stream._replace(phase=StreamPhase.STALLED, session=None, wire=(), query=None)
+
+
+def _snapshots_load(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A pending snapshot finishes loading."""
+    db = s.db
+    for i, slot in _awake(s):
+        if slot.snapshot is None:
+            continue
+        head_first, value = slot.snapshot
+        if head_first:
+            applied, head = slot.applied | db.committed, value
+        else:
+            applied, head = slot.applied | value, db.head
+        ctx = _Ctx(cfg, s)
+        ctx.clients[i] = slot._replace(snapshot=None, applied=applied)
+        _feed_client(ctx, i, cl.RehydrateDone(head=EventId(0, head)))
+        yield _t(Kind.SNAPSHOT, i, ctx.state(s), head, ctx=ctx)
+
+
+def _client_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A due heartbeat or backoff timer fires."""
+    for i, slot in _awake(s):
+        if slot.heartbeat_left == 0:
+            ctx = _Ctx(cfg, s)
+            ctx.clients[i] = slot._replace(heartbeat_left=-1)
             _feed_client(ctx, i, cl.TimerFired(timer=cl.HEARTBEAT))
-            out.append((f"client {i}: heartbeat check fires while {status.value}", ctx.state(s)))
-        if slot.bo == 0:
+            yield _t(Kind.TIMER, i, ctx.state(s), slot.machine.status.value, variant="heartbeat",
+                     ctx=ctx)
+        if slot.backoff_left == 0:
             ctx = _Ctx(cfg, s)
-            ctx.clients[i] = slot._replace(bo=-1)
+            ctx.clients[i] = slot._replace(backoff_left=-1)
             _feed_client(ctx, i, cl.TimerFired(timer=cl.BACKOFF))
-            out.append((f"client {i}: backoff timer fires", ctx.state(s)))
-        # Triggers.
-        if status is cl.Status.WAITING or status is cl.Status.FAILED:
-            for what, trigger in (("browser goes online", cl.Online()),
-                                  ("page becomes visible", cl.Visible())):
+            yield _t(Kind.TIMER, i, ctx.state(s), variant="backoff", ctx=ctx)
+
+
+def _triggers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """The browser goes online or the page becomes visible (waiting or failed clients)."""
+    for i, slot in _awake(s):
+        if slot.machine.status is cl.Status.WAITING or slot.machine.status is cl.Status.FAILED:
+            for variant, trigger in (("online", cl.Online()), ("visible", cl.Visible())):
                 ctx = _Ctx(cfg, s)
                 _feed_client(ctx, i, trigger)
-                out.append((f"client {i}: {what}", ctx.state(s)))
-        if status is cl.Status.FAILED:
+                yield _t(Kind.TRIGGER, i, ctx.state(s), variant=variant, ctx=ctx)
+
+
+def _retries(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """The user presses Retry on a failed client (recover())."""
+    for i, slot in _awake(s):
+        if slot.machine.status is cl.Status.FAILED:
             ctx = _Ctx(cfg, s)
             _feed_client(ctx, i, cl.Recover())
-            out.append((f"client {i}: user presses Retry", ctx.state(s)))
-        if faults_left:
-            ctx = _Ctx(cfg, s)
-            frozen = tuple(st._replace(phase=STALLED, sess=None, wire=(), query=None)
-                           if st.phase == OPEN else st for st in slot.streams)
-            ctx.clients[i] = slot._replace(asleep=True, streams=frozen)
-            out.append((fault_label("clients.sleep", client=i), ctx.state(s, faults=s.faults + 1)))
+            yield _t(Kind.RETRY, i, ctx.state(s), ctx=ctx)
 
-    # Replica timers ----------------------------------------------------------
+
+def _laptops_sleep(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a laptop lid closes; open streams go silent, timers stand still."""
+    for i, slot in _awake(s):
+        ctx = _Ctx(cfg, s)
+        frozen = tuple(_stalled(st) if st.phase is StreamPhase.OPEN else st for st in slot.streams)
+        ctx.clients[i] = slot._replace(asleep=True, streams=frozen)
+        yield _t(Kind.CLIENTS_SLEEP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
+def _sentinel_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A replica's due sentinel or sentinel-timeout timer fires."""
     for r, rep in enumerate(s.replicas):
-        if rep.st == 0:
+        if rep.sentinel_left == 0:
             ctx = _Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(st=-1)
+            ctx.replicas[r] = rep._replace(sentinel_left=-1)
             _feed_subscriber(ctx, r, sb.TimerFired(timer=sb.SENTINEL))
-            out.append((f"replica {r}: sentinel timer fires", ctx.state(s)))
-        if rep.sto == 0:
+            yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel", ctx=ctx)
+        if rep.sentinel_timeout_left == 0:
             ctx = _Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(sto=-1)
+            ctx.replicas[r] = rep._replace(sentinel_timeout_left=-1)
             _feed_subscriber(ctx, r, sb.TimerFired(timer=sb.SENTINEL_TIMEOUT))
-            out.append((f"replica {r}: sentinel timeout fires", ctx.state(s)))
-
-    tick = _tick(cfg, s)
-    if tick is not None:
-        out.append(("time passes", tick))
-    return out
+            yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel-timeout", ctx=ctx)
 
 
-def _tick(cfg: WorldConfig, s: State) -> State | None:
-    """One tick for every running timer, or None when a timer is due or nothing runs."""
+def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """One tick for every running timer, unless a timer is due or nothing runs."""
     moved = False
     for slot in s.clients:
         if slot.asleep:
             continue
-        if slot.hb == 0 or slot.bo == 0:
-            return None
-        if slot.bo > 0:
-            moved = True
-        if slot.hb > 0 and not _heartbeats_flow(slot):
-            moved = True
-        if _heartbeats_flow(slot) and not slot.streams[-1].heard:
+        if slot.heartbeat_left == 0 or slot.backoff_left == 0:
+            return
+        flows = _heartbeats_flow(slot)
+        if slot.backoff_left > 0 or (slot.heartbeat_left > 0 and not flows) or (
+                flows and not slot.streams[-1].heard):
             moved = True
     for rep in s.replicas:
-        if rep.st == 0 or rep.sto == 0:
-            return None
-        if rep.st > 0 or rep.sto > 0 or 0 <= rep.dead_for <= cfg.detection_bound:
+        if rep.sentinel_left == 0 or rep.sentinel_timeout_left == 0:
+            return
+        if rep.sentinel_left > 0 or rep.sentinel_timeout_left > 0 or 0 <= rep.dead_for <= cfg.detection_bound:
             moved = True
     if not moved:
-        return None
+        return
     ctx = _Ctx(cfg, s)
     for i, slot in enumerate(s.clients):
         if slot.asleep:
             continue
         flows = _heartbeats_flow(slot)
         ctx.clients[i] = slot._replace(
-            hb=slot.hb - 1 if slot.hb > 0 and not flows else slot.hb,
-            bo=slot.bo - 1 if slot.bo > 0 else slot.bo,
+            heartbeat_left=slot.heartbeat_left - 1 if slot.heartbeat_left > 0 and not flows
+            else slot.heartbeat_left,
+            backoff_left=slot.backoff_left - 1 if slot.backoff_left > 0 else slot.backoff_left,
         )
         if flows and not slot.streams[-1].heard:
-            _mark_heard(ctx, i, len(slot.streams) - 1)
-            _feed_client(ctx, i, cl.HeartbeatReceived())
+            _feed_client(ctx, i, cl.HeartbeatReceived())  # the first heartbeat on the stream
     bound = cfg.detection_bound
     for r, rep in enumerate(ctx.replicas):
         ctx.replicas[r] = rep._replace(
-            st=rep.st - 1 if rep.st > 0 else rep.st,
-            sto=rep.sto - 1 if rep.sto > 0 else rep.sto,
+            sentinel_left=rep.sentinel_left - 1 if rep.sentinel_left > 0 else rep.sentinel_left,
+            sentinel_timeout_left=(rep.sentinel_timeout_left - 1 if rep.sentinel_timeout_left > 0
+                                   else rep.sentinel_timeout_left),
             dead_for=min(rep.dead_for + 1, bound + 1) if rep.dead_for >= 0 else -1,
         )
-    return ctx.state(s)
+    yield _t(Kind.TICK, -1, ctx.state(s), ctx=ctx)
 
 
 def _heartbeats_flow(slot: ClientSlot) -> bool:
     """Server heartbeats reach the client: its newest stream is open."""
-    return (not slot.asleep and bool(slot.streams) and slot.streams[-1].phase == OPEN
-            and slot.m.status is cl.Status.CONNECTED)
+    return (not slot.asleep and bool(slot.streams) and slot.streams[-1].phase is StreamPhase.OPEN
+            and slot.machine.status is cl.Status.CONNECTED)
 
 
-def enabled(world: World) -> Iterable[tuple[str, World]]:
-    """Every transition enabled in ``world``, each with a label that reads as a sentence."""
-    cfg = world.config
-    for text, state in successors(cfg, world.state):
-        yield text, World(cfg, state)
+#: (kind, enabler) in the order their transitions are listed; fault enablers run only
+#: while the fault budget lasts. One enabler per actor and kind.
+ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
+    (Kind.PUBLISH, _publishers),
+    (Kind.DELIVER, _redis_delivers),
+    (Kind.RECONNECT, _links_reconnect),
+    (Kind.REPLICA_UP, _replicas_come_up),
+    (Kind.REDIS_SUBSCRIBER_DIES, _subscriber_dies),
+    (Kind.REDIS_DISCONNECT, _subscriber_disconnects),
+    (Kind.REPLICAS_DOWN, _replica_goes_down),
+    (Kind.POSTGRES_PRUNE, _retention_prunes),
+    (Kind.WAKE, _laptops_wake),
+    (Kind.ACCEPT, _accepts),
+    (Kind.REPLAY, _replays),
+    (Kind.POSTGRES_REPLAY_FAILS, _replay_fails),
+    (Kind.RECEIVE, _receives),
+    (Kind.NETWORK_DROP, _streams_drop),
+    (Kind.NETWORK_STALL, _streams_stall),
+    (Kind.SNAPSHOT, _snapshots_load),
+    (Kind.TIMER, _client_timers),
+    (Kind.TRIGGER, _triggers),
+    (Kind.RETRY, _retries),
+    (Kind.CLIENTS_SLEEP, _laptops_sleep),
+    (Kind.TIMER, _sentinel_timers),
+    (Kind.TICK, _time_passes),
+)
+
+_PROGRESS_ENABLERS = tuple(e for k, e in ENABLERS if not k.fault)
 
 
-# ---------------------------------------------------------------- judging states
-
-
-def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
-    """What the world knows about client i for ``no-silent-stale``."""
-    slot = s.clients[i]
-    db = s.db
-    missing = db.committed & ~slot.applied
-    if not missing:
-        return StaleFacts(cl.is_live(slot.m), 0, 0, False, False, False)
-    flight = 0
-    for phase, seq in s.pubs:
-        if phase == 2:
-            flight |= _bit(seq)
-    signal = False
-    stream_detector = False
-    subscriber_detector = False
-    fx = cfg.fixes
-    for stream in slot.streams:
-        if stream.phase == STALLED or slot.asleep:
-            stream_detector = stream_detector or slot.hb >= 0
-        if stream.phase != OPEN:
-            continue
-        for kind, seq in stream.wire:
-            if kind == EVENT:
-                flight |= _bit(seq)
-            else:
-                signal = True
-        sess = stream.sess
-        if sess is not None:
-            for seq in sess.buffer:
-                flight |= _bit(seq)
-            if sess.head > sess.cursor and fx.resync_after_recovery:
-                # a catch-up to the head it learnt of is owed after the running query
-                for seq in _seqs(missing):
-                    if sess.cursor < seq <= sess.head:
-                        flight |= _bit(seq)
-            if stream.query is not None:
-                q = stream.query
-                top = q.upto if q.upto is not None else db.head
-                for seq in _seqs(missing):
-                    if q.after < seq <= top:
-                        flight |= _bit(seq)
-        rep = s.replicas[stream.replica]
-        for msg in rep.queue:
-            if msg > 0:
-                flight |= _bit(msg)
-        if fx.subscriber_health:
-            health = rep.sub.health
-            if rep.link == DEAD and health is sb.Health.HEALTHY and rep.st >= 0:
-                subscriber_detector = True
-            if health is not sb.Health.HEALTHY and rep.sub.was_down and fx.resync_after_recovery:
-                subscriber_detector = True
-    n_missing = bin(missing).count("1")
-    n_flight = bin(missing & flight).count("1")
-    return StaleFacts(cl.is_live(slot.m), n_missing, n_flight, signal, stream_detector,
-                      subscriber_detector)
-
-
-def violations(world: World) -> list[str]:
-    """Names of the safety invariants ``world`` violates."""
-    return state_violations(world.config, world.state)
-
-
-def state_violations(cfg: WorldConfig, s: State) -> list[str]:
-    """Names of the safety invariants state ``s`` of ``cfg`` violates."""
-    out: list[str] = []
-    counter = failed = stale = single = False
-    for i, slot in enumerate(s.clients):
-        m = slot.m
-        if m.attempts != slot.ghost or m.attempts > cfg.max_attempts:
-            counter = True
-        if slot.bad or (m.status is cl.Status.FAILED and m.last_event_id is not None):
-            failed = True
-        if len(slot.streams) > 1:
-            single = True
-        if not stale and cl.is_live(m) and not covered(client_facts(cfg, s, i)):
-            stale = True
-    if counter:
-        out.append(BOUNDED_COUNTER)
-    if failed:
-        out.append(FAILED_ONLY_AFTER_MAX)
-    if s.overrun > 0:
-        out.append(BOUNDED_REPLAY)
-    if stale:
-        out.append(NO_SILENT_STALE)
-    if any(rep.dead_for > cfg.detection_bound for rep in s.replicas):
-        out.append(DETECTION_BOUND)
-    if single:
-        out.append(SINGLE_STREAM)
+def enabled(cfg: WorldConfig, s: State) -> list[Transition]:
+    """Every transition enabled in ``s``."""
+    out: list[Transition] = []
+    enablers = (e for _, e in ENABLERS) if s.faults < cfg.faults else _PROGRESS_ENABLERS
+    for enabler in enablers:
+        out.extend(enabler(cfg, s))
     return out
 
 
-def converged(cfg: WorldConfig, s: State, i: int) -> bool:
-    """Whether client i is live and has applied every committed event."""
-    slot = s.clients[i]
-    return cl.is_live(slot.m) and not (s.db.committed & ~slot.applied)
-
-
-def undetected(cfg: WorldConfig, s: State, r: int) -> bool:
-    """Whether replica r's subscriber link is dead while it still reports healthy."""
-    rep = s.replicas[r]
-    return rep.link == DEAD and (not cfg.fixes.subscriber_health
-                                 or rep.sub.health is sb.Health.HEALTHY)
+# ---------------------------------------------------------------- reading states
 
 
 def flatten(cfg: WorldConfig, s: State) -> dict[str, str]:
     """A flat, readable view of a state, for printing what a step changed."""
     out: dict[str, str] = {}
     for i, slot in enumerate(s.clients):
-        m = slot.m
+        m = slot.machine
         p = f"client {i}"
         out[f"{p}.status"] = m.status.value
         out[f"{p}.attempts"] = str(m.attempts)
-        out[f"{p}.attempts_really_started"] = str(slot.ghost)
+        out[f"{p}.attempts_really_started"] = str(slot.attempts_started)
         out[f"{p}.last_event_id"] = str(m.last_event_id) if m.last_event_id else "none"
         out[f"{p}.rehydration"] = m.rehydration.value
-        out[f"{p}.applied"] = "{" + ",".join(map(str, _seqs(slot.applied))) + "}"
-        out[f"{p}.heartbeat_timer"] = "off" if slot.hb < 0 else str(slot.hb)
-        out[f"{p}.backoff_timer"] = "off" if slot.bo < 0 else str(slot.bo)
+        out[f"{p}.applied"] = "{" + ",".join(map(str, seqs(slot.applied))) + "}"
+        out[f"{p}.heartbeat_timer"] = "off" if slot.heartbeat_left < 0 else str(slot.heartbeat_left)
+        out[f"{p}.backoff_timer"] = "off" if slot.backoff_left < 0 else str(slot.backoff_left)
         out[f"{p}.asleep"] = str(slot.asleep).lower()
         for k, st in enumerate(slot.streams):
             q = f"{p}.stream{k}"
-            out[q] = (f"{_PHASE[st.phase]}" + (f" on replica {st.replica}" if st.replica >= 0 else "")
+            out[q] = (st.phase.value + (f" on replica {st.replica}" if st.replica >= 0 else "")
                       + f" from {st.cursor}")
-            if st.sess is not None:
-                out[f"{q}.session"] = f"{st.sess.phase.value} cursor {st.sess.cursor}"
+            if st.session is not None:
+                out[f"{q}.session"] = f"{st.session.phase.value} cursor {st.session.cursor}"
             if st.wire:
                 out[f"{q}.wire"] = ",".join(
-                    (f"event {v}" if kd == EVENT else "replay-truncated" if kd == TRUNCATED
-                     else "replay-failed") for kd, v in st.wire)
+                    f"event {v}" if kd is Frame.EVENT else kd.value for kd, v in st.wire)
             if st.query is not None:
                 out[f"{q}.query"] = (f"after {st.query.after} upto {st.query.upto} "
                                      f"limit {st.query.limit}")
     for r, rep in enumerate(s.replicas):
         p = f"replica {r}"
-        out[f"{p}.subscriber"] = rep.sub.health.value
-        out[f"{p}.link"] = _LINK[rep.link]
+        out[f"{p}.subscriber"] = rep.subscriber.health.value
+        out[f"{p}.link"] = rep.link.value
         out[f"{p}.redis_queue"] = ",".join(
             (f"event {x}" if x > 0 else f"sentinel {-x}") for x in rep.queue) or "empty"
-        out[f"{p}.sentinel_timer"] = "off" if rep.st < 0 else str(rep.st)
-        out[f"{p}.sentinel_timeout"] = "off" if rep.sto < 0 else str(rep.sto)
+        out[f"{p}.sentinel_timer"] = "off" if rep.sentinel_left < 0 else str(rep.sentinel_left)
+        out[f"{p}.sentinel_timeout"] = ("off" if rep.sentinel_timeout_left < 0
+                                        else str(rep.sentinel_timeout_left))
         out[f"{p}.down"] = str(rep.down).lower()
-    out["postgres.committed"] = "{" + ",".join(map(str, _seqs(s.db.committed))) + "}"
+    out["postgres.committed"] = "{" + ",".join(map(str, seqs(s.db.committed))) + "}"
     out["postgres.head"] = str(s.db.head)
     out["postgres.floor"] = str(s.db.floor)
     out["faults_spent"] = str(s.faults)
     return out
-
-
-#: Transition kinds that are not faults (the order is not a schedule: a heal phase
-#: uses ``sims.heal.HEAL_PRIORITY``, which this order would make loop).
-PROGRESS_KINDS: tuple[str, ...] = (
-    "wake", "timer", "snapshot", "receive", "replay", "accept", "refuse", "deliver",
-    "reconnect", "replica-up", "publish", "trigger", "retry", "tick",
-)
-
-_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("publisher ", "publish"),
-    ("redis: delivers ", "deliver"),
-    ("time passes", "tick"),
-)
-
-_SUFFIXES: tuple[tuple[str, str], ...] = (
-    ("laptop wakes", "wake"),
-    ("s stream", "accept"),
-    ("connection is refused", "refuse"),
-    ("reconnects", "reconnect"),
-    ("comes back up", "replica-up"),
-    ("browser goes online", "trigger"),
-    ("page becomes visible", "trigger"),
-    ("user presses Retry", "retry"),
-)
-
-
-@functools.lru_cache(maxsize=4096)
-def transition_kind(text: str) -> str:
-    """The kind of a transition from its label: a fault name from model.faults, or a progress kind."""
-    from model.faults import FAULTS
-
-    for name, kind in FAULTS.items():
-        head, _, _ = kind.sentence.partition("{")
-        tail = kind.sentence.rpartition("}")[2]
-        if text.startswith(head) and text.endswith(tail) and (head or tail):
-            return name
-    for prefix, kind_name in _PREFIXES:
-        if text.startswith(prefix):
-            return kind_name
-    if " fires" in text:
-        return "timer"
-    if " receives " in text:
-        return "receive"
-    if ": snapshot loaded" in text:
-        return "snapshot"
-    if text.startswith("postgres: replay for client"):
-        return "replay"
-    for suffix, kind_name in _SUFFIXES:
-        if text.endswith(suffix):
-            return kind_name
-    raise ValueError(f"unknown transition label {text!r}")

@@ -2,12 +2,13 @@
 
 How it works.
 
-* **Breadth-first** over :func:`model.world.successors` from the initial state.
+* **Breadth-first** over :func:`model.world.enabled` from the initial state.
   A state is stored only as its 64-bit hash, the id of the state that first
-  reached it and the label of that transition, so a counterexample is rebuilt by
-  replaying labels from the start, and every counterexample is a shortest one.
+  reached it and the key of that transition (kind, actor, variant, values), so a
+  counterexample is rebuilt by replaying keys from the start, and every
+  counterexample is a shortest one.
   Only the current frontier is kept as full states.
-* **Safety**: every reached state is judged with :func:`model.invariants.check`;
+* **Safety**: every reached state is judged with :func:`model.invariants.violations`;
   a violating state is recorded (the first, hence shortest, per invariant) and
   not expanded further.
 * **Symmetry**: clients are identical, so a state's clients are sorted (by hash)
@@ -40,27 +41,29 @@ from typing import Any
 
 import networkx as nx
 
-from model.invariants import INVARIANTS, LIVENESS, SAFETY
-from model.world import (
-    State,
-    WorldConfig,
-    converged,
-    flatten,
-    initial_state,
-    state_violations,
-    successors,
-    undetected,
-)
+from model.invariants import INVARIANTS, LIVENESS, SAFETY, converged, undetected, violations
+from model.world import Kind, State, Transition, WorldConfig, enabled, flatten, initial
 
-__all__ = ["CheckResult", "Step", "Violation", "check", "replay_labels"]
+__all__ = ["CheckResult", "Step", "Violation", "check", "replay"]
+
+Key = tuple[Any, ...]  #: Transition.key: (kind, actor, variant, args)
 
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One step of a counterexample: the transition's label and the fields it changed."""
+    """One step of a counterexample: the transition taken and the fields it changed."""
 
-    label: str
+    kind: Kind
+    actor: int
+    variant: str
+    args: tuple[Any, ...]
+    label: str  #: the transition's sentence
     changes: tuple[tuple[str, str], ...]
+
+    @property
+    def key(self) -> Key:
+        """The transition's key, to replay it (:func:`replay`)."""
+        return (self.kind, self.actor, self.variant, self.args)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +77,7 @@ class Violation:
 
     @property
     def trace(self) -> list[str]:
-        """The labels of the steps, in order."""
+        """The sentences of the steps, in order."""
         return [s.label for s in self.steps]
 
     def to_json(self) -> dict[str, Any]:
@@ -172,12 +175,12 @@ def check(
     judged = set(SAFETY if only is None else only)
     started = time.perf_counter()
     canon = _canon_fn(config, symmetry)
-    s0 = canon(initial_state(config))
+    s0 = canon(initial(config))
     seen: dict[int, int] = {hash(s0): 0}
     parent = array("q", [-1])
     via = array("l", [-1])
-    labels: list[str] = []
-    label_ids: dict[str, int] = {}
+    labels: list[Key] = []
+    label_ids: dict[Key, int] = {}
     first: dict[str, int] = {}  # invariant -> state id of its first (shortest) violation
     settled_edges: dict[int, list[int]] = {}
     settled_conv: dict[int, bool] = {}
@@ -195,28 +198,30 @@ def check(
             break
         nxt: list[tuple[State, int]] = []
         for state, sid in frontier:
-            bad = state_violations(config, state)
+            bad = violations(config, state)
             if bad and only is not None:
                 bad = [name for name in bad if name in judged]
             if bad:
                 for name in bad:
                     first.setdefault(name, sid)
                 continue
-            succ = successors(config, state)
+            succ = enabled(config, state)
             transitions += len(succ)
             settled = liveness and not any(
-                n.faults != state.faults or n.published != state.published or n.pubs != state.pubs
-                for _, n in succ
+                t.state.faults != state.faults or t.state.published != state.published
+                or t.state.pubs != state.pubs
+                for t in succ
             )
             out_ids: list[int] = []
-            for text, n in succ:
-                n = canon(n)
+            for t in succ:
+                n = canon(t.state)
                 h = hash(n)
                 nid = seen.get(h)
                 if nid is None:
                     nid = len(parent)
                     seen[h] = nid
                     parent.append(sid)
+                    text = t.key
                     lid = label_ids.get(text)
                     if lid is None:
                         lid = label_ids[text] = len(labels)
@@ -245,15 +250,14 @@ def check(
             progress(len(parent), depth)
 
     explored = time.perf_counter()
-    violations: list[Violation] = []
+    found: list[Violation] = []
     for name in SAFETY:
         if name in first and name in judged:
             steps = _path_steps(config, canon, parent, via, labels, seen, first[name])
-            violations.append(Violation(name, "safety", tuple(steps)))
+            found.append(Violation(name, "safety", tuple(steps)))
     if liveness and incomplete is None:
-        violations.extend(_liveness(config, canon, parent, via, labels, seen, settled_edges,
-                                    settled_conv, settled_undetected,
-                                    {v.invariant for v in violations}))
+        found.extend(_liveness(config, canon, parent, via, labels, seen, settled_edges,
+                               settled_conv, settled_undetected, {v.invariant for v in found}))
     del explored
     return CheckResult(
         config=config,
@@ -264,7 +268,7 @@ def check(
         seconds=time.perf_counter() - started,
         complete=incomplete is None,
         incomplete_reason=incomplete,
-        violations=tuple(violations),
+        violations=tuple(found),
         judged=frozenset(judged | (set(LIVENESS) if liveness else set())),
     )
 
@@ -278,52 +282,52 @@ def _path_ids(parent: Sequence[int], sid: int) -> list[int]:
     return path
 
 
-def _follow(config: WorldConfig, canon: Callable[[State], State], state: State, text: str,
-            target: int | None) -> State:
-    """The successor of ``state`` by the transition labelled ``text`` (hash ``target``)."""
-    for lab, n in successors(config, state):
-        if lab == text:
-            n = canon(n)
+def _follow(config: WorldConfig, canon: Callable[[State], State], state: State, key: Key,
+            target: int | None) -> Transition:
+    """The transition of ``state`` with ``key`` (leading to hash ``target``), canonical state."""
+    for t in enabled(config, state):
+        if t.key == key:
+            n = canon(t.state)
             if target is None or hash(n) == target:
-                return n
-    raise AssertionError(f"no transition {text!r} from this state")
+                return t._replace(state=n)
+    raise AssertionError(f"no transition {key!r} from this state")
 
 
 def _states_along(config: WorldConfig, canon: Callable[[State], State], parent: Sequence[int],
-                  via: Sequence[int], labels: Sequence[str], hashes: dict[int, int], sid: int
-                  ) -> list[tuple[str, State]]:
-    state = canon(initial_state(config))
+                  via: Sequence[int], labels: Sequence[Key], hashes: dict[int, int], sid: int
+                  ) -> list[Transition]:
+    state = canon(initial(config))
     out = []
     for pid in _path_ids(parent, sid):
-        text = labels[via[pid]]
-        state = _follow(config, canon, state, text, hashes[pid])
-        out.append((text, state))
+        t = _follow(config, canon, state, labels[via[pid]], hashes[pid])
+        state = t.state
+        out.append(t)
     return out
 
 
-def _steps(config: WorldConfig, start: State, path: list[tuple[str, State]]) -> list[Step]:
+def _steps(config: WorldConfig, start: State, path: list[Transition]) -> list[Step]:
     prev = flatten(config, start)
     steps = []
-    for text, state in path:
-        now = flatten(config, state)
+    for t in path:
+        now = flatten(config, t.state)
         changes = tuple((k, v) for k, v in now.items() if prev.get(k) != v)
         changes += tuple((k, "gone") for k in prev if k not in now)
-        steps.append(Step(text, changes))
+        steps.append(Step(t.kind, t.actor, t.variant, t.args, t.sentence, changes))
         prev = now
     return steps
 
 
 def _path_steps(config: WorldConfig, canon: Callable[[State], State], parent: Sequence[int],
-                via: Sequence[int], labels: Sequence[str], seen: dict[int, int], sid: int
+                via: Sequence[int], labels: Sequence[Key], seen: dict[int, int], sid: int
                 ) -> list[Step]:
     on_path = set(_path_ids(parent, sid))
     hashes = {v: k for k, v in seen.items() if v in on_path}
     path = _states_along(config, canon, parent, via, labels, hashes, sid)
-    return _steps(config, canon(initial_state(config)), path)
+    return _steps(config, canon(initial(config)), path)
 
 
 def _liveness(config: WorldConfig, canon: Callable[[State], State], parent: Sequence[int],
-              via: Sequence[int], labels: Sequence[str], seen: dict[int, int],
+              via: Sequence[int], labels: Sequence[Key], seen: dict[int, int],
               edges: dict[int, list[int]], conv: dict[int, bool], undet: dict[int, int],
               already: set[str]) -> list[Violation]:
     graph: Any = nx.DiGraph()
@@ -358,9 +362,9 @@ def _liveness(config: WorldConfig, canon: Callable[[State], State], parent: Sequ
         ids = set(_path_ids(parent, entry)) | comp
         hashes = {v: k for k, v in seen.items() if v in ids}
         prefix = _states_along(config, canon, parent, via, labels, hashes, entry)
-        start = canon(initial_state(config))
+        start = canon(initial(config))
         steps = _steps(config, start, prefix)
-        entry_state = prefix[-1][1] if prefix else start
+        entry_state = prefix[-1].state if prefix else start
         cycle_steps: list[Step] = []
         sub = graph.subgraph(comp)
         best: list[int] | None = None
@@ -372,10 +376,10 @@ def _liveness(config: WorldConfig, canon: Callable[[State], State], parent: Sequ
             cur = entry_state
             cyc = []
             for _, v in itertools.pairwise(best):
-                for text, n in successors(config, cur):
-                    n = canon(n)
+                for t in enabled(config, cur):
+                    n = canon(t.state)
                     if hash(n) == hashes[v]:
-                        cyc.append((text, n))
+                        cyc.append(t._replace(state=n))
                         cur = n
                         break
             cycle_steps = _steps(config, entry_state, cyc)
@@ -383,13 +387,12 @@ def _liveness(config: WorldConfig, canon: Callable[[State], State], parent: Sequ
     return out
 
 
-def replay_labels(config: WorldConfig, trace: Sequence[str], *, symmetry: bool = False
-                  ) -> list[State]:
-    """Replay a trace of labels from the initial state; return the states it passes."""
+def replay(config: WorldConfig, keys: Sequence[Key], *, symmetry: bool = False) -> list[State]:
+    """Replay transitions by key (:attr:`Step.key`) from the initial state; return the states."""
     canon = _canon_fn(config, symmetry)
-    state = canon(initial_state(config))
+    state = canon(initial(config))
     out = [state]
-    for text in trace:
-        state = _follow(config, canon, state, text, None)
+    for key in keys:
+        state = _follow(config, canon, state, key, None).state
         out.append(state)
     return out

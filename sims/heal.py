@@ -8,43 +8,41 @@ happened and every client is live and up to date -- or a step budget runs out,
 which is a convergence failure, never a pass.
 
 How. At each step it takes the first enabled non-fault transition by a fixed
-priority of :func:`model.world.transition_kind` kinds (:data:`HEAL_PRIORITY`),
-the first of that kind in :func:`model.world.successors` order. "Faults stop"
+priority of transition kinds (:data:`HEAL_PRIORITY`), the first of that kind in
+:func:`model.world.enabled` order. "Faults stop"
 comes first: laptops wake, replicas come back up and Redis links reconnect before
 anything else, so no retry loop can starve them. A ``failed``
 client is recovered by pressing Retry (the user's ``recover()``), as the
 invariant allows. Every state passed is returned, so a caller can judge the
 safety invariants along the way too.
 
-Deliberate divergences from :data:`model.world.PROGRESS_KINDS`. That order
-puts waking, replicas coming up and links reconnecting after timers, receiving
-and replays; with a zero backoff a client's "timer fires, connection refused"
-loop then never lets a replica come back, a livelock of the driver, not of the
-world. It also puts the browser's online / visible triggers before Retry and
-before time passing. Here Retry comes before time, and triggers come last (only
-when no time can pass), so a waiting client waits out its backoff as it would
-with nobody at the keyboard, and a failed client is recovered by Retry, as the
-convergence invariant states it.
+Why this order. Waking, replicas coming up and links reconnecting come first:
+with a zero backoff a client's "timer fires, connection refused" loop would
+otherwise never let a replica come back, a livelock of the driver, not of the
+world. Retry comes before time, and the browser's online / visible triggers come
+last (only when no time can pass), so a waiting client waits out its backoff as
+it would with nobody at the keyboard, and a failed client is recovered by Retry,
+as the convergence invariant states it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 
-from model.faults import FAULTS
-from model.world import PROGRESS_KINDS, State, WorldConfig, converged, successors, transition_kind
+from model.invariants import converged
+from model.world import PROGRESS_KINDS, Kind, State, Transition, WorldConfig, enabled, pubs_idle
 
-__all__ = ["HEAL_PRIORITY", "HealResult", "default_budget", "heal", "kind_of", "settled"]
+__all__ = ["HEAL_PRIORITY", "HealResult", "default_budget", "heal", "settled"]
 
 #: Progress kinds in the order the heal phase takes them (see the module docstring).
-HEAL_PRIORITY: tuple[str, ...] = (
-    "wake", "replica-up", "reconnect", "timer", "snapshot", "receive", "replay", "accept",
-    "refuse", "deliver", "publish", "retry", "tick", "trigger",
+HEAL_PRIORITY: tuple[Kind, ...] = (
+    Kind.WAKE, Kind.REPLICA_UP, Kind.RECONNECT, Kind.TIMER, Kind.SNAPSHOT, Kind.RECEIVE,
+    Kind.REPLAY, Kind.ACCEPT, Kind.REFUSE, Kind.DELIVER, Kind.PUBLISH, Kind.RETRY, Kind.TICK,
+    Kind.TRIGGER,
 )
 
-assert set(HEAL_PRIORITY) == set(PROGRESS_KINDS), "HEAL_PRIORITY must order every progress kind"
+assert set(HEAL_PRIORITY) == PROGRESS_KINDS, "HEAL_PRIORITY must order every progress kind"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +50,7 @@ class HealResult:
     """Where a heal ended: converged or not, the steps taken and the states passed."""
 
     converged: bool
-    steps: tuple[str, ...]  #: labels of the transitions taken, in order
+    steps: tuple[Transition, ...]  #: the transitions taken, in order
     states: tuple[State, ...]  #: the state after each step (same length as ``steps``)
     final: State
     reason: str  #: why it stopped, in words
@@ -61,7 +59,7 @@ class HealResult:
 
 def settled(cfg: WorldConfig, s: State) -> bool:
     """Whether nothing is left to publish and every client is live and up to date."""
-    if s.published < cfg.events or any(phase != 0 for phase, _ in s.pubs):
+    if s.published < cfg.events or not pubs_idle(s):
         return False
     return all(converged(cfg, s, i) for i in range(cfg.clients))
 
@@ -76,18 +74,12 @@ def default_budget(cfg: WorldConfig) -> int:
             + 3 * cfg.detection_bound * cfg.replicas + cfg.clients * per_client)
 
 
-@functools.lru_cache(maxsize=8192)
-def kind_of(label: str) -> str:
-    """:func:`model.world.transition_kind`, cached: labels repeat, their kinds never change."""
-    return transition_kind(label)
-
-
 def heal(cfg: WorldConfig, state: State, *, budget: int | None = None,
-         priority: Sequence[str] = HEAL_PRIORITY) -> HealResult:
+         priority: Sequence[Kind] = HEAL_PRIORITY) -> HealResult:
     """Drive ``state`` with no more faults until it settles or ``budget`` steps are spent."""
     limit = default_budget(cfg) if budget is None else budget
     rank = {kind: n for n, kind in enumerate(priority)}
-    steps: list[str] = []
+    steps: list[Transition] = []
     states: list[State] = []
     current = state
 
@@ -100,18 +92,16 @@ def heal(cfg: WorldConfig, state: State, *, budget: int | None = None,
             return result(True, f"settled after {len(steps)} steps")
         if len(steps) >= limit:
             return result(False, f"step budget {limit} spent without converging")
-        best: tuple[int, str, State] | None = None
-        for text, nxt in successors(cfg, current):
-            kind = kind_of(text)
-            if kind in FAULTS:
-                continue
-            r = rank.get(kind)
-            if r is None:
+        best: tuple[int, Transition] | None = None
+        for t in enabled(cfg, current):
+            r = rank.get(t.kind)
+            if r is None or t.kind.fault:
                 continue
             if best is None or r < best[0]:
-                best = (r, text, nxt)
+                best = (r, t)
         if best is None:
             return result(False, f"stuck after {len(steps)} steps: no progress transition enabled")
-        _, text, current = best
-        steps.append(text)
+        step = best[1]
+        current = step.state
+        steps.append(step)
         states.append(current)

@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="also list the world kinds and machine pairs the traces exercised")
     p.add_argument("--without", type=fix_name, metavar="FIX",
                    help="replay the counterexample for this fix on the live stack")
-    p.add_argument("--publishers", type=int, default=1,
-                   help="publishers in the checker's world for --without (%(default)s)")
+    p.add_argument("--publishers", type=int, default=None,
+                   help="publishers in the checker's world for --without (default: the fix's "
+                        "own world in model.fixes)")
     p.set_defaults(func=run)
 
 
@@ -83,21 +84,18 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _stack(fix: str, publishers: int) -> int:
-    from model.fixes import Fixes
-    from model.world import WorldConfig
+def _stack(fix: str, publishers: int | None) -> int:
     from service.testing.stack import unreachable
-    from sims.conform.stack import counterexample, run_on_stack
+    from sims.conform.stack import counterexample, fix_world, run_on_stack
 
     problem = unreachable()
     if problem is not None:
         print(f"sselab conform: error: {problem}", file=sys.stderr)
         return 2
-    invariant, labels, _ = counterexample(
-        fix, WorldConfig(publishers=publishers, fixes=Fixes().without(fix)))
-    print(f"checker: with {fix} off, {invariant} breaks in {len(labels)} steps:")
-    for n, label in enumerate(labels, 1):
-        print(f"  {n:>3}. {label}")
+    invariant, steps, _ = counterexample(fix, fix_world(fix, publishers))
+    print(f"checker: with {fix} off, {invariant} breaks in {len(steps)} steps:")
+    for n, step in enumerate(steps, 1):
+        print(f"  {n:>3}. {step.label}")
     verdicts = {}
     for on in (False, True):
         try:

@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from model.world import WorldConfig, initial_state, transition_kind
-from sims.conform.search import Step, recording, successors_with_feeds
+from model.world import WorldConfig, enabled, initial
+from sims.conform.search import Step
 from sims.conform.traces import Trace
 
 __all__ = ["Coverage", "format_coverage", "reachable", "exercised"]
@@ -32,7 +32,7 @@ class Coverage(NamedTuple):
 
 def exercised(trace: Trace, paths: Iterable[tuple[Step, ...]]) -> tuple[set[str], set[Pair]]:
     """Transition kinds on the found paths and machine pairs in the raw trace lines."""
-    kinds = {step.kind for path in paths for step in path}
+    kinds = {step.kind.value for path in paths for step in path}
     pairs: set[Pair] = set()
     for inst in trace.instances:
         before = _START[inst.machine]
@@ -44,22 +44,21 @@ def exercised(trace: Trace, paths: Iterable[tuple[Step, ...]]) -> tuple[set[str]
 
 def reachable(cfg: WorldConfig, max_states: int = 50_000) -> tuple[set[str], set[Pair]]:
     """Transition kinds and machine pairs of a bounded breadth-first walk of the world."""
-    s0 = initial_state(cfg)
+    s0 = initial(cfg)
     seen = {s0}
     queue = deque([s0])
     kinds: set[str] = set()
     pairs: set[Pair] = set()
-    with recording():
-        while queue and len(seen) < max_states:
-            s = queue.popleft()
-            for label, nxt, feeds in successors_with_feeds(cfg, s):
-                kinds.add(transition_kind(label))
-                for feed in feeds:
-                    if feed[0] in _START:
-                        pairs.add((str(feed[0]), str(feed[-1]), feed[-2].__class__.__name__))
-                if nxt not in seen:
-                    seen.add(nxt)
-                    queue.append(nxt)
+    while queue and len(seen) < max_states:
+        s = queue.popleft()
+        for t in enabled(cfg, s):
+            kinds.add(t.kind.value)
+            for feed in t.feeds:
+                if feed.machine.value in _START:
+                    pairs.add((feed.machine.value, feed.before, feed.input.__class__.__name__))
+            if t.state not in seen:
+                seen.add(t.state)
+                queue.append(t.state)
     return kinds, pairs
 
 

@@ -2,14 +2,14 @@
 
 A search node is a world state, how far each machine instance's recorded inputs
 have been matched, and which recorded session each world stream is. From a node,
-every world transition is tried: the inputs it feeds to machines (recorded by
-wrapping ``model.world``'s ``_feed_*`` helpers for the duration of a call, never
-editing them) must equal, per instance, the next recorded inputs of that
-instance; a publish or a fault must equal the environment's next line. Steps that
+every world transition is tried: the inputs it feeds to machines (its
+:attr:`model.world.Transition.feeds`) must equal, per instance, the next recorded
+inputs of that instance; a publish or a fault must equal the environment's next
+line. Steps that
 feed nothing observable (time passing, Redis delivery, a publisher's internals)
 are free. An instance whose recording has ended takes anything. The run is a
 behaviour when a node matches every line; every state on the way must satisfy
-:func:`model.world.state_violations`.
+:func:`model.invariants.violations`.
 
 Abstractions (documented in the README section): inputs are matched per instance,
 not across instances; time is in ticks of ``tick`` seconds (default: untimed, every
@@ -19,30 +19,25 @@ compared by seq, not epoch; sentinel tokens are not compared.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import model.world as W
-from model import client as cl
 from model.fixes import Fixes
-from model.world import State, WorldConfig, initial_state, state_violations, transition_kind
+from model.invariants import violations
+from model.world import Fed, Kind, Machine, State, Transition, WorldConfig, enabled, initial
 from service.trace import encode
 from sims.conform.traces import Key, Line, Trace, input_key
 
-__all__ = ["Failure", "Result", "Step", "conform", "recording", "successors_with_feeds",
-           "world_config"]
-
-Feed = tuple[Any, ...]
+__all__ = ["Failure", "Result", "Step", "conform", "world_config"]
 
 
 class Step(NamedTuple):
     """One world transition of the found path, with what it fed."""
 
     label: str
-    kind: str
-    feeds: tuple[Feed, ...]
+    kind: Kind
+    feeds: tuple[Fed, ...]
 
 
 class Failure(NamedTuple):
@@ -63,81 +58,6 @@ class Result(NamedTuple):
     path: tuple[Step, ...]
     failure: Failure | None
     complete: bool = True
-
-
-# ---------------------------------------------------------------- recording world steps
-
-_LOGS: dict[int, tuple[object, list[Feed]]] = {}
-_BY_STATE: dict[int, list[Feed]] = {}
-_CURRENT: list[int] = []
-
-
-def _log(ctx: object) -> list[Feed]:
-    hit = _LOGS.get(id(ctx))
-    if hit is None or hit[0] is not ctx:
-        hit = (ctx, [])
-        _LOGS[id(ctx)] = hit
-    return hit[1]
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[None]:
-    """Wrap the world's feed helpers so each successor state carries what it fed."""
-    orig = (W._feed_client, W._feed_session, W._feed_subscriber, W._close_stream,
-            W._client_act, W._Ctx.state)
-
-    def feed_client(ctx: Any, i: int, event: Any) -> None:
-        _log(ctx).append(("client", i, event, ctx.clients[i].m.status.value))
-        _CURRENT.append(i)
-        try:
-            orig[0](ctx, i, event)
-        finally:
-            _CURRENT.pop()
-
-    def feed_session(ctx: Any, i: int, k: int, event: Any) -> None:
-        sess = ctx.clients[i].streams[k].sess
-        _log(ctx).append(("session", i, k, event, sess.phase.value if sess else "new"))
-        orig[1](ctx, i, k, event)
-
-    def feed_subscriber(ctx: Any, r: int, event: Any) -> None:
-        _log(ctx).append(("subscriber", r, event, ctx.replicas[r].sub.health.value))
-        orig[2](ctx, r, event)
-
-    def close_stream(ctx: Any, i: int, k: int) -> None:
-        _log(ctx).append(("del", i, k))
-        orig[3](ctx, i, k)
-
-    def client_act(ctx: Any, slot: Any, act: Any) -> Any:
-        if isinstance(act, cl.CloseStream) and _CURRENT:
-            _log(ctx).append(("del", _CURRENT[-1], len(slot.streams) - 1))
-        elif isinstance(act, cl.OpenStream) and _CURRENT:
-            _log(ctx).append(("add", _CURRENT[-1]))
-        return orig[4](ctx, slot, act)
-
-    def ctx_state(self: Any, s: State, **kw: Any) -> State:
-        out: State = orig[5](self, s, **kw)
-        _BY_STATE[id(out)] = _log(self)
-        return out
-
-    W._feed_client, W._feed_session, W._feed_subscriber = feed_client, feed_session, feed_subscriber
-    W._close_stream, W._client_act = close_stream, client_act
-    W._Ctx.state = ctx_state  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        (W._feed_client, W._feed_session, W._feed_subscriber, W._close_stream,
-         W._client_act) = orig[:5]
-        W._Ctx.state = orig[5]  # type: ignore[method-assign]
-
-
-def successors_with_feeds(cfg: WorldConfig, s: State) -> list[tuple[str, State, list[Feed]]]:
-    """The world's successors, each with the machine inputs it fed (inside ``recording()``)."""
-    _LOGS.clear()
-    _BY_STATE.clear()
-    out = [(label, nxt, _BY_STATE.get(id(nxt), [])) for label, nxt in W.successors(cfg, s)]
-    _LOGS.clear()
-    _BY_STATE.clear()
-    return out
 
 
 # ---------------------------------------------------------------- config
@@ -207,7 +127,7 @@ def conform(trace: Trace, cfg: WorldConfig, *, max_nodes: int = 300_000) -> Resu
         order[(k, p)] = g
     total = len(every)
 
-    s0 = initial_state(cfg)
+    s0 = initial(cfg)
     start = _Node(s0, (0,) * len(lines), tuple((-1,) * len(sl.streams) for sl in s0.clients), 0)
     parent: dict[_Node, tuple[_Node | None, Step | None]] = {start: (None, None)}
     queue: deque[_Node] = deque([start])
@@ -218,7 +138,8 @@ def conform(trace: Trace, cfg: WorldConfig, *, max_nodes: int = 300_000) -> Resu
         pending = [order[(k, p)] for k, p in enumerate(node.pos) if p < len(lines[k])]
         return min(pending) if pending else total
 
-    def advance(node: _Node, label: str, nxt: State, feeds: list[Feed]) -> _Node | None:
+    def advance(node: _Node, t: Transition) -> _Node | None:
+        nxt = t.state
         pos = list(node.pos)
         align = [list(a) for a in node.align]
         used = node.used
@@ -233,26 +154,26 @@ def conform(trace: Trace, cfg: WorldConfig, *, max_nodes: int = 300_000) -> Resu
             pos[k] += 1
             return True
 
-        kind = transition_kind(label)
-        if kind == "publish" and nxt.published > node.state.published:
+        kind = t.kind
+        if kind is Kind.PUBLISH and nxt.published > node.state.published:
             if not take(n_env, ("publish",)):
                 return None
-        elif kind not in W.PROGRESS_KINDS:
-            if not take(n_env, (kind,)):
+        elif kind.fault:
+            if not take(n_env, (kind.value,)):
                 return None
-        for feed in feeds:
-            what = feed[0]
-            if what == "client":
-                _, i, event, _ = feed
-                if i >= len(clients) or not take(clients[i], _key("client", event)):
+        for feed in t.feeds:
+            what = feed.machine
+            if what is Machine.CLIENT:
+                i = feed.actor
+                if i >= len(clients) or not take(clients[i], _key("client", feed.input)):
                     return None
-            elif what == "subscriber":
-                _, r, event, _ = feed
-                if r >= len(subs) or not take(subs[r], _key("subscriber", event)):
+            elif what is Machine.SUBSCRIBER:
+                r = feed.actor
+                if r >= len(subs) or not take(subs[r], _key("subscriber", feed.input)):
                     return None
-            elif what == "session":
-                _, i, k, event, _ = feed
-                key = _key("session", event)
+            elif what is Machine.SESSION:
+                i, k = feed.actor, feed.stream
+                key = _key("session", feed.input)
                 if key[0] == "Open":
                     pick = -1
                     for bit, sk in enumerate(sessions):
@@ -272,38 +193,37 @@ def conform(trace: Trace, cfg: WorldConfig, *, max_nodes: int = 300_000) -> Resu
                 bit = align[i][k]
                 if not take(sessions[bit] if bit >= 0 else -1, key):
                     return None
-            elif what == "del":
-                del align[feed[1]][feed[2]]
-            elif what == "add":
-                align[feed[1]].append(-1)
+            elif what is Machine.STREAM_REMOVED:
+                del align[feed.actor][feed.stream]
+            elif what is Machine.STREAM_ADDED:
+                align[feed.actor].append(-1)
         return _Node(nxt, tuple(pos), tuple(tuple(a) for a in align), used)
 
     found: _Node | None = None
     complete = True
-    with recording():
-        while queue:
-            node = queue.popleft()
-            f = frontier(node)
-            if f > best[0]:
-                best = (f, node)
-            if f == total:
-                found = node
-                break
-            if len(parent) > max_nodes:
-                complete = False
-                break
-            for label, nxt, feeds in successors_with_feeds(cfg, node.state):
-                child = advance(node, label, nxt, feeds)
-                if child is None or child in parent:
-                    continue
-                bad = state_violations(cfg, nxt)
-                if bad:
-                    g = frontier(child)
-                    if g > worst_violation[0]:
-                        worst_violation = (g, tuple(bad))
-                    continue
-                parent[child] = (node, Step(label, transition_kind(label), tuple(feeds)))
-                queue.append(child)
+    while queue:
+        node = queue.popleft()
+        f = frontier(node)
+        if f > best[0]:
+            best = (f, node)
+        if f == total:
+            found = node
+            break
+        if len(parent) > max_nodes:
+            complete = False
+            break
+        for t in enabled(cfg, node.state):
+            child = advance(node, t)
+            if child is None or child in parent:
+                continue
+            bad = violations(cfg, t.state)
+            if bad:
+                g = frontier(child)
+                if g > worst_violation[0]:
+                    worst_violation = (g, tuple(bad))
+                continue
+            parent[child] = (node, Step(t.sentence, t.kind, t.feeds))
+            queue.append(child)
     if found is not None:
         return Result(True, cfg, len(parent), _path(parent, found), None, True)
     f, node = best
@@ -332,15 +252,15 @@ def _explain(cfg: WorldConfig, node: _Node, lines: list[tuple[Line, ...]], names
     k = next(k for k, p in enumerate(node.pos) if p < len(lines[k]) and order[(k, p)] == f)
     line = lines[k][node.pos[k]]
     allowed: set[str] = set()
-    with recording():
-        for label, _nxt, feeds in successors_with_feeds(cfg, node.state):
-            for feed in feeds:
-                if feed[0] == "client" and k in clients and clients.index(k) == feed[1]:
-                    allowed.add(repr(_key("client", feed[2])))
-                elif feed[0] == "subscriber" and k in subs and subs.index(k) == feed[1]:
-                    allowed.add(repr(_key("subscriber", feed[2])))
-                elif feed[0] == "session" and names[k].startswith("session"):
-                    allowed.add(repr(_key("session", feed[3])))
-            if names[k] == "env":
-                allowed.add(transition_kind(label))
+    for t in enabled(cfg, node.state):
+        for feed in t.feeds:
+            if feed.machine is Machine.CLIENT and k in clients and clients.index(k) == feed.actor:
+                allowed.add(repr(_key("client", feed.input)))
+            elif (feed.machine is Machine.SUBSCRIBER and k in subs
+                  and subs.index(k) == feed.actor):
+                allowed.add(repr(_key("subscriber", feed.input)))
+            elif feed.machine is Machine.SESSION and names[k].startswith("session"):
+                allowed.add(repr(_key("session", feed.input)))
+        if names[k] == "env":
+            allowed.add(t.kind.value)
     return Failure(line, names[k], tuple(sorted(allowed)), ())

@@ -1,7 +1,7 @@
 """A checker counterexample played on the live stack, judged by the same invariant.
 
 The shortest counterexample for a fix (``sims.check.check``) is a list of world
-labels; each label's :func:`model.world.transition_kind` becomes a real
+steps; each step's kind (:class:`model.world.Kind`) becomes a real
 operation on a server subprocess with real Redis and Postgres (the ``Server``
 and helpers of :mod:`service.testing.stack`, so an installed package runs it):
 
@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from model.fixes import Fixes, resolve_fix_name
+from model.fixes import info as fix_info
 from model.invariants import (
     BOUNDED_COUNTER,
     FAILED_ONLY_AFTER_MAX,
@@ -57,9 +58,10 @@ from model.invariants import (
     StaleFacts,
     covered,
 )
-from model.world import WorldConfig, transition_kind
+from model.world import Kind, WorldConfig
+from sims.check import Step
 
-__all__ = ["StackRun", "UNMAPPED", "counterexample", "run_on_stack"]
+__all__ = ["StackRun", "UNMAPPED", "counterexample", "fix_world", "run_on_stack"]
 
 #: Fixes whose counterexample the real service cannot take, and why.
 UNMAPPED = {
@@ -82,8 +84,8 @@ class StackRun(NamedTuple):
     labels: tuple[str, ...]
 
 
-def counterexample(fix: str, cfg: WorldConfig | None = None) -> tuple[str, list[str], WorldConfig]:
-    """The checker's shortest counterexample with ``fix`` off: invariant, labels, config."""
+def counterexample(fix: str, cfg: WorldConfig | None = None) -> tuple[str, list[Step], WorldConfig]:
+    """The checker's shortest counterexample with ``fix`` off: invariant, steps, config."""
     from sims.check import check
 
     cfg = cfg or WorldConfig(fixes=Fixes().without(fix))
@@ -91,13 +93,14 @@ def counterexample(fix: str, cfg: WorldConfig | None = None) -> tuple[str, list[
     if not result.violations:
         raise ValueError(f"the checker finds no violation with {fix} off")
     v = result.violations[0]
-    return v.invariant, v.trace, cfg
+    return v.invariant, list(v.steps), cfg
 
 
-async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: int) -> StackRun:
+async def _run(steps: list[Step], invariant: str, fixes: Fixes, max_attempts: int) -> StackRun:
     import psycopg
 
-    from model.backoff import BackoffPolicy, Kind
+    from model.backoff import BackoffPolicy
+    from model.backoff import Kind as BackoffKind
     from model.client import ClientConfig, Status
     from model.core import EventId
     from service.client import EventStreamClient
@@ -109,7 +112,8 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
     ns = it.new_namespace()
     user = f"u-{secrets.token_hex(4)}"
     host, port = it.REDIS_URL.split("//")[1].split("/")[0].split(":")
-    kinds = [transition_kind(label) for label in labels]
+    labels = [step.label for step in steps]
+    kinds = [step.kind.value for step in steps]
     logs = Path(tempfile.mkdtemp(prefix="sselab-conform-"))
     redis_proxy = TcpProxy(host, int(port)).start()
     env = {"SSELAB_FIXES": str(fixes), "SSELAB_REPLAY_TIMEOUT_MS": "300",
@@ -152,7 +156,7 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
 
     try:
         for n, kind in enumerate(kinds):
-            if kind == "publish" and "commits" in labels[n]:
+            if steps[n].kind is Kind.PUBLISH and steps[n].variant == "commit":
                 ids = await asyncio.to_thread(it.publish, server, user, 1)
                 epoch[:] = [EventId.parse(ids[0]).epoch]
             elif kind == "postgres.replay_fails":
@@ -167,7 +171,7 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
                     await locker.execute(f"LOCK TABLE {ns}.events IN ACCESS EXCLUSIVE MODE")
                 cfg = ClientConfig(heartbeat_timeout=1.5, heartbeat_check_interval=0.1,
                                    max_attempts=max_attempts, fixes=fixes,
-                                   policy=BackoffPolicy(kind=Kind.EXPONENTIAL, base=0.05, cap=0.2))
+                                   policy=BackoffPolicy(kind=BackoffKind.EXPONENTIAL, base=0.05, cap=0.2))
                 start = EventId(epoch[0], 0) if epoch else None
                 if pg_proxy is not None and "snapshot" in kinds[n:]:
                     # The rehydration a later frame starts reads twice; its second read waits,
@@ -196,7 +200,9 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
             elif kind == "postgres.prune":
                 store = Store(it.DATABASE_URL, ns)
                 await store.open()
-                await store.prune(topic=user, upto_seq=int(labels[n].rsplit(" ", 1)[1]))
+                seq = steps[n].args[0]
+                assert isinstance(seq, int)
+                await store.prune(topic=user, upto_seq=seq)
                 await store.close()
             elif kind == "network.drop":
                 client_proxy.cut()
@@ -259,12 +265,19 @@ async def _run(labels: list[str], invariant: str, fixes: Fixes, max_attempts: in
         shutil.rmtree(logs, ignore_errors=True)
 
 
-def run_on_stack(fix: str, *, on: bool, publishers: int = 1) -> StackRun:
+def fix_world(fix: str, publishers: int | None = None) -> WorldConfig:
+    """The first world ``model.fixes`` says shows ``fix``'s bug, with the fix off."""
+    sizes = dict(fix_info(fix).worlds[0]) if fix_info(fix).worlds else {}
+    if publishers is not None:
+        sizes["publishers"] = publishers
+    return WorldConfig(fixes=Fixes().without(fix), **sizes)
+
+
+def run_on_stack(fix: str, *, on: bool, publishers: int | None = None) -> StackRun:
     """Play the checker's counterexample for ``fix`` on the live stack, the fix on or off."""
     name = resolve_fix_name(fix)
     if name in UNMAPPED:
         raise NotImplementedError(f"{name}: {UNMAPPED[name]}")
-    invariant, labels, cfg = counterexample(
-        fix, WorldConfig(publishers=publishers, fixes=Fixes().without(fix)))
+    invariant, steps, cfg = counterexample(fix, fix_world(fix, publishers))
     fixes = Fixes() if on else Fixes().without(fix)
-    return asyncio.run(_run(labels, invariant, fixes, cfg.max_attempts))
+    return asyncio.run(_run(steps, invariant, fixes, cfg.max_attempts))

@@ -9,24 +9,19 @@ from collections import deque
 
 import pytest
 
-from model.fixes import Fixes
-from model.world import WorldConfig, initial_state, state_violations, successors
-from sims.check import check, replay_labels
+from model.fixes import FIXES, Fixes, teeth
+from model.invariants import violations
+from model.world import WorldConfig, enabled, initial
+from sims.check import check, replay
 
-# (fix switched off, world that can show its bug, invariants that fix protects)
-TEETH = [
-    ("F1", dict(replay_limit=1, events=3, faults=0), {"bounded-replay"}),
-    ("F1", dict(), {"no-silent-stale", "bounded-replay"}),
-    ("F2", dict(), {"no-silent-stale"}),
-    ("F3", dict(), {"bounded-counter"}),
-    ("F4", dict(), {"no-silent-stale", "detection-bound"}),
-    ("F5", dict(), {"bounded-counter", "failed-only-after-max"}),
-    ("topic-sequence", dict(publishers=2), {"no-silent-stale"}),
-    ("retention-floor", dict(), {"no-silent-stale"}),
-    ("head-before-snapshot", dict(), {"no-silent-stale"}),
-    ("stable-reset", dict(), {"bounded-counter"}),
-    ("resync-after-recovery", dict(), {"no-silent-stale"}),
-]
+#: (fix switched off, world that can show its bug, invariants that fix protects): from FixInfo.
+TEETH = [(t.fix, t.sizes, set(t.protects)) for t in teeth()]
+
+
+def test_every_fix_shows_its_bug_in_a_world_or_says_why_not() -> None:
+    """A fix without a world that shows its bug must say why none can."""
+    for info in FIXES:
+        assert bool(info.worlds) != bool(info.no_world), info.name
 
 
 def test_default_bounds_complete_with_every_invariant_holding() -> None:
@@ -52,9 +47,9 @@ def test_each_fix_off_finds_the_bug_it_prevents(fix: str, sizes: dict[str, int],
         for n, label in enumerate(violation.trace, 1):
             print(f"  {n:>2}. {label}")
         # The trace replays to a state that really breaks the invariant.
-        states = replay_labels(config, violation.trace, symmetry=True)
-        assert violation.invariant in state_violations(config, states[-1])
-        assert not state_violations(config, states[-2]) or len(states) == 1
+        states = replay(config, [step.key for step in violation.steps], symmetry=True)
+        assert violation.invariant in violations(config, states[-1])
+        assert not violations(config, states[-2]) or len(states) == 1
 
 
 def test_same_world_with_the_fix_on_finds_nothing() -> None:
@@ -100,14 +95,15 @@ def test_liveness_holds_with_the_fix_on() -> None:
 
 def _plain_bfs_count(config: WorldConfig) -> int:
     """An independent breadth-first walk: full states in a set, violating states not expanded."""
-    start = initial_state(config)
+    start = initial(config)
     seen = {start}
     queue = deque([start])
     while queue:
         state = queue.popleft()
-        if state_violations(config, state):
+        if violations(config, state):
             continue
-        for _, nxt in successors(config, state):
+        for t in enabled(config, state):
+            nxt = t.state
             if nxt not in seen:
                 seen.add(nxt)
                 queue.append(nxt)

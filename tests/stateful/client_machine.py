@@ -35,6 +35,7 @@ from model.backoff import BackoffPolicy, Kind, delay
 from model.core import Action, CancelTimer, EventId, Log, StartTimer
 from model.fixes import Fixes
 from model.invariants import BOUNDED_COUNTER, FAILED_ONLY_AFTER_MAX, SINGLE_STREAM
+from model.witness import AttemptsWitness, observe
 
 __all__ = ["BACKOFF_POLICY", "HEARTBEAT_TIMING", "ClientCheckFailed", "ClientMachine", "policies"]
 
@@ -81,7 +82,7 @@ class ClientMachine(RuleBasedStateMachine):
         self.last_heard = 0.0  #: when the monitor was last (re)started by the stream
         self.snapshot = False  #: a snapshot load is in flight
         self.snapshot_failures = 0  #: failed loads since the last one that worked
-        self.real_attempts = 0  #: OpenStream actions since the last stable connection / recover
+        self.witness = AttemptsWitness()  #: attempts really started (model.witness, shared)
         self.previous: float | None = None  #: the last backoff delay in this run of attempts
         self.seq = 0
         self.delivered = 0
@@ -108,10 +109,10 @@ class ClientMachine(RuleBasedStateMachine):
         self.m, actions = cl.step(self.cfg, before, event)
         note(f"t={self.now:g}: {type(event).__name__} -> {self.m.status.value}, "
              f"attempts {self.m.attempts}")
+        self.witness = observe(self.witness, event, before, self.m, actions)
         if isinstance(event, cl.Start) or (
                 before.status is cl.Status.FAILED and self.m.status is not cl.Status.FAILED):
-            self.real_attempts = 0  # Start and recover() begin a new count
-            self.previous = None
+            self.previous = None  # Start and recover() begin a new run of delays
         for action in actions:
             self.carry_out(action, u)
 
@@ -137,7 +138,6 @@ class ClientMachine(RuleBasedStateMachine):
             if cl.BACKOFF in self.timers:
                 self.fail(SINGLE_STREAM, "OpenStream while a backoff is still pending")
             self.stream, self.heard = "connecting", False
-            self.real_attempts += 1
         elif isinstance(action, cl.CloseStream):
             self.stream = None
         elif isinstance(action, cl.StartRehydrate):
@@ -155,7 +155,7 @@ class ClientMachine(RuleBasedStateMachine):
         """The armed delay is the policy's for this attempt number, draw and previous delay."""
         if self.stream is not None:
             self.fail(SINGLE_STREAM, "backing off while holding a stream")
-        attempt = max(self.real_attempts, self.snapshot_failures) + 1
+        attempt = max(self.witness.started, self.snapshot_failures) + 1
         expected = delay(self.cfg.policy, attempt, u, self.previous)
         if not math.isclose(wait, expected, rel_tol=1e-9, abs_tol=1e-9):
             self.fail(BACKOFF_POLICY, f"waits {wait!r} before attempt {attempt}, "
@@ -167,7 +167,6 @@ class ClientMachine(RuleBasedStateMachine):
         """A message on the open stream: the first one makes the connection stable."""
         if not self.heard:
             self.heard = True
-            self.real_attempts = 0
             self.previous = None
         self.feed(event)
 
@@ -263,8 +262,8 @@ class ClientMachine(RuleBasedStateMachine):
     @invariant()
     def counter_counts_real_attempts(self) -> None:
         """The counter equals the real attempts since the last stable connection, at most the max."""
-        if self.m.attempts != self.real_attempts:
-            self.fail(BOUNDED_COUNTER, f"counter {self.m.attempts}, real attempts {self.real_attempts}")
+        if self.m.attempts != self.witness.started:
+            self.fail(BOUNDED_COUNTER, f"counter {self.m.attempts}, real attempts {self.witness.started}")
         if self.m.attempts > self.cfg.max_attempts:
             self.fail(BOUNDED_COUNTER, f"counter {self.m.attempts} over the max {self.cfg.max_attempts}")
 
@@ -280,8 +279,8 @@ class ClientMachine(RuleBasedStateMachine):
     def failed_only_after_max(self) -> None:
         """Failed only with every attempt spent and the cursor cleared."""
         if self.m.status is cl.Status.FAILED and (
-                self.real_attempts != self.cfg.max_attempts or self.m.last_event_id is not None):
-            self.fail(FAILED_ONLY_AFTER_MAX, f"failed after {self.real_attempts} real attempts "
+                self.witness.started != self.cfg.max_attempts or self.m.last_event_id is not None):
+            self.fail(FAILED_ONLY_AFTER_MAX, f"failed after {self.witness.started} real attempts "
                       f"of {self.cfg.max_attempts}, cursor {self.m.last_event_id}")
 
     @invariant()

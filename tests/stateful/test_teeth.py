@@ -29,8 +29,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from model.fixes import FIXES, Fixes, resolve_fix_name
-from model.invariants import BOUNDED_REPLAY, CONVERGENCE
+from model.fixes import FIXES, Fixes, resolve_fix_name, teeth
+from model.invariants import CONVERGENCE
 from stateful.world_machine import Found, find_violation, machine_for
 
 #: Under the ``dev`` profile the teeth only search (no shrinking) and the all-fixes-on runs
@@ -56,19 +56,9 @@ full_only = pytest.mark.skipif(QUICK, reason="an all-fixes-on run at the teeth s
 SMALL: dict[str, int | tuple[int, int]] = {"clients": 1, "replicas": 1, "faults": (1, 2),
                                            "events": (1, 3), "max_attempts": (1, 2)}
 
-# (fix off, sizes on top of SMALL, invariants it may break: None = all those it protects)
+#: (fix off, sizes on top of SMALL, invariants it may break), from ``model.fixes.FIXES``.
 TEETH: list[tuple[str, dict[str, int | tuple[int, int]], frozenset[str] | None]] = [
-    ("F1", {"replay_limit": 1, "faults": 0, "events": 3}, frozenset({BOUNDED_REPLAY})),
-    ("F1", {}, None),
-    ("F2", {}, None),
-    ("F3", {}, None),
-    ("F4", {}, None),
-    ("F5", {}, None),
-    ("topic-sequence", {"publishers": 2}, None),
-    ("retention-floor", {}, None),
-    ("head-before-snapshot", {}, None),
-    ("stable-reset", {}, None),
-    ("resync-after-recovery", {}, None),
+    (t.fix, dict(t.sizes), t.protects) for t in teeth()
 ]
 
 #: Fixes whose bug also stops the world from converging: the heal phase's own teeth. F1, F2,

@@ -39,7 +39,7 @@ def _invariant_names(machine: type[RuleBasedStateMachine]) -> set[str]:
 def test_one_rule_per_kind_of_transition() -> None:
     """Every progress kind and every world fault has its own rule, named after it."""
     assert set(WORLD_FAULT_KINDS) <= set(FAULTS)
-    assert set(RULED_KINDS) == set(PROGRESS_KINDS) | set(WORLD_FAULT_KINDS)
+    assert set(RULED_KINDS) == {k.value for k in PROGRESS_KINDS} | set(WORLD_FAULT_KINDS)
     expected = {k.replace(".", "_").replace("-", "_") for k in RULED_KINDS} | {"quiescent"}
     assert _rule_names(WorldMachine) == expected
 

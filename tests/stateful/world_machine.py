@@ -4,7 +4,7 @@ The shape, in four parts:
 
 * ``@initialize`` draws a :class:`~model.world.WorldConfig` (sizes, limits,
   timings, which fixes are on) from :func:`world_configs` and starts the world.
-* One ``@rule`` per *kind* of transition (:func:`model.world.transition_kind`):
+* One ``@rule`` per *kind* of transition (:class:`model.world.Kind`):
   every environment action and every fault. A rule's ``@precondition`` asks
   whether a transition of its kind is enabled now; the rule then draws one of
   the enabled ones by its label. Nothing is written twice: the world's own
@@ -42,18 +42,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from model.fixes import Fixes
-from model.invariants import CONVERGENCE, SAFETY
-from model.world import (
-    PROGRESS_KINDS,
-    State,
-    WorldConfig,
-    flatten,
-    initial_state,
-    state_violations,
-    successors,
-)
-from sims.heal import heal, kind_of
+from model.fixes import FIXES, Fixes
+from model.invariants import CONVERGENCE, SAFETY, violations
+from model.world import Kind, State, Transition, WorldConfig, enabled, flatten, initial
+from sims.heal import heal
 
 __all__ = [
     "INVISIBLE_FIXES",
@@ -70,13 +62,12 @@ __all__ = [
 
 #: Fixes whose absence no world state can show (efficiency or service-level only):
 #: the drawn configs switch them on and off freely, and nothing may break.
-INVISIBLE_FIXES: tuple[str, ...] = ("gap-from-head", "event-epoch", "reauthorize")
+INVISIBLE_FIXES: tuple[str, ...] = tuple(info.name for info in FIXES if not info.worlds)
 
-#: The faults the world can suffer, by their names in ``model.faults``.
-WORLD_FAULT_KINDS: tuple[str, ...] = (
-    "network.drop", "network.stall", "clients.sleep", "redis.subscriber_dies",
-    "redis.disconnect", "postgres.replay_fails", "postgres.prune", "replicas.down",
-)
+#: The faults the world can suffer, by their names in ``model.faults`` (in Kind's order).
+WORLD_FAULT_KINDS: tuple[str, ...] = tuple(k.value for k in Kind if k.fault)
+#: The world's progress kinds, in Kind's order (a stable order keeps derandomized runs stable).
+PROGRESS: tuple[str, ...] = tuple(k.value for k in Kind if not k.fault)
 
 
 # The scheduling bias, documented. Hypothesis picks uniformly among the rules whose
@@ -99,7 +90,7 @@ WORLD_FAULT_KINDS: tuple[str, ...] = (
 # Nothing else is weighted and no trace is written down anywhere.
 
 #: Progress kinds a run may draw as slow (all but time passing).
-SLOWABLE_KINDS: tuple[str, ...] = tuple(k for k in PROGRESS_KINDS if k != "tick")
+SLOWABLE_KINDS: tuple[str, ...] = tuple(k for k in PROGRESS if k != Kind.TICK.value)
 
 
 # ---------------------------------------------------------------- configs
@@ -195,7 +186,7 @@ def _safety_invariant(name: str) -> Callable[..., None]:
         self.judge(name)
 
     holds.__name__ = holds.__qualname__ = "holds_" + name.replace("-", "_")
-    holds.__doc__ = f"The shared invariant {name!r} holds (model.world.state_violations)."
+    holds.__doc__ = f"The shared invariant {name!r} holds (model.invariants.violations)."
     return invariant()(holds)
 
 
@@ -221,14 +212,14 @@ class WorldMachine(RuleBasedStateMachine):
         self.broken = False
         self.slow: frozenset[str] = frozenset()
         self.fault_kinds: frozenset[str] = frozenset(WORLD_FAULT_KINDS)
-        self._moves: dict[str, list[tuple[str, State]]] | None = None
+        self._moves: dict[str, list[Transition]] | None = None
         self._violations: list[str] | None = None
 
     @initialize(data=st.data())
     def start(self, data: st.DataObject) -> None:
         """Draw the world's config and start it: clients connecting, subscribers healthy."""
         self.cfg = data.draw(type(self).configs, label="config")
-        self.state = initial_state(self.cfg)
+        self.state = initial(self.cfg)
         if type(self).scheduling_bias:
             budget = self.cfg.faults
             picks = data.draw(st.lists(st.sampled_from(WORLD_FAULT_KINDS), min_size=min(budget, 1),
@@ -240,13 +231,13 @@ class WorldMachine(RuleBasedStateMachine):
 
     # -- what may happen now, by kind, computed once per state
 
-    def moves(self, kind: str) -> list[tuple[str, State]]:
+    def moves(self, kind: str) -> list[Transition]:
         """The enabled transitions of ``kind`` in the current state."""
         if self._moves is None:
             assert self.cfg is not None and self.state is not None
-            grouped: dict[str, list[tuple[str, State]]] = {}
-            for text, nxt in successors(self.cfg, self.state):
-                grouped.setdefault(kind_of(text), []).append((text, nxt))
+            grouped: dict[str, list[Transition]] = {}
+            for t in enabled(self.cfg, self.state):
+                grouped.setdefault(t.kind.value, []).append(t)
             unruled = set(grouped) - set(RULED_KINDS)
             if unruled:
                 raise AssertionError(f"the world has transition kinds without a rule: {unruled}")
@@ -265,10 +256,10 @@ class WorldMachine(RuleBasedStateMachine):
 
     def take(self, kind: str, data: st.DataObject) -> None:
         """Take one enabled transition of ``kind``, chosen by its label."""
-        options = self.moves(kind)
-        labels = list(dict.fromkeys(text for text, _ in options))  # a repeated label: its first
+        options = {t.sentence: t for t in reversed(self.moves(kind))}  # a repeated one: its first
+        labels = list(reversed(options))
         text = labels[0] if len(labels) == 1 else data.draw(st.sampled_from(labels), label=kind)
-        self.state = next(nxt for t, nxt in options if t == text)
+        self.state = options[text].state
         self.trace.append(text)
         self._changed()
         type(self).counters["steps"] += 1
@@ -326,7 +317,7 @@ class WorldMachine(RuleBasedStateMachine):
         if name not in type(self).judged:
             return
         if self._violations is None:
-            self._violations = state_violations(self.cfg, self.state)
+            self._violations = violations(self.cfg, self.state)
         if name in self._violations:
             self._fail(name, self.state, tuple(self.trace), f"{name} violated")
 
@@ -350,12 +341,12 @@ class WorldMachine(RuleBasedStateMachine):
         trace = tuple(self.trace)
         judged = type(self).judged
         for n, s in enumerate(healed.states if judged else (), 1):
-            bad = [name for name in state_violations(cfg, s) if name in judged]
+            bad = [name for name in violations(cfg, s) if name in judged]
             if bad:
-                steps = (*trace, "-- heal --", *healed.steps[:n])
+                steps = (*trace, "-- heal --", *(t.sentence for t in healed.steps[:n]))
                 self._fail(bad[0], s, steps, f"{bad[0]} violated during the heal phase")
         if not healed.converged:
-            shown = healed.steps[-HEAL_STEPS_SHOWN:]
+            shown = tuple(t.sentence for t in healed.steps[-HEAL_STEPS_SHOWN:])
             skipped = len(healed.steps) - len(shown)
             steps = (*trace, "-- heal --", *([f"({skipped} heal steps)"] if skipped else []), *shown)
             self._fail(CONVERGENCE, healed.final, steps,
@@ -367,7 +358,7 @@ class WorldMachine(RuleBasedStateMachine):
 HEAL_STEPS_SHOWN = 12
 
 #: Every kind the world's transitions can have, each with its rule above.
-RULED_KINDS: tuple[str, ...] = (*PROGRESS_KINDS, *WORLD_FAULT_KINDS)
+RULED_KINDS: tuple[str, ...] = (*PROGRESS, *WORLD_FAULT_KINDS)
 
 
 # ---------------------------------------------------------------- running it for teeth and benchmarks
