@@ -27,11 +27,20 @@ import numpy as np
 import pandas as pd
 
 from model import client as cm
-from model.backoff import GRPC_POLICY, SEED_POLICY, BackoffPolicy, Kind, delay, mean_delay, total_wait
+from model.backoff import (
+    GRPC_POLICY,
+    SEED_POLICY,
+    BackoffPolicy,
+    Kind,
+    delay,
+    mean_delay,
+    next_attempt_at,
+    total_wait,
+)
 from model.core import StartTimer
 
-__all__ = ["MAX_ATTEMPTS", "SETTINGS", "SPARSE_ATTEMPTS", "Z_LIMIT", "attempt_stats",
-           "policies", "sample_delays", "table", "verdicts"]
+__all__ = ["FAMILY", "MAX_ATTEMPTS", "SETTINGS", "SPARSE_ATTEMPTS", "Z_LIMIT", "attempt_stats",
+           "has_closed_form", "policies", "sample_delays", "table", "time_to_failed", "verdicts"]
 
 #: The seed's maximum of reconnect attempts.
 MAX_ATTEMPTS = 50
@@ -46,12 +55,38 @@ Z_LIMIT = 4.5
 GRID_TOLERANCE = 1e-3
 
 
+#: The AWS post's family and gRPC's, compared at each of :data:`SETTINGS`.
+FAMILY: tuple[Kind, ...] = (Kind.NONE, Kind.EXPONENTIAL, Kind.FULL, Kind.EQUAL, Kind.DECORRELATED,
+                            Kind.GRPC)
+
+
 def policies() -> list[tuple[str, BackoffPolicy]]:
-    """Every kind of ``model.backoff`` at the seed's settings and at gRPC's."""
+    """Every kind of :data:`FAMILY` at the seed's settings and at gRPC's."""
     out = []
     for setting, proto in SETTINGS.items():
-        for kind in Kind:
+        for kind in FAMILY:
             out.append((setting, dataclasses.replace(proto, kind=kind)))
+    return out
+
+
+def has_closed_form(policy: BackoffPolicy) -> bool:
+    """Whether ``model.backoff`` has a mean for it (every policy but your own delay function)."""
+    return policy.custom is None
+
+
+def time_to_failed(delays: np.ndarray, policy: BackoffPolicy, attempt_s: float) -> np.ndarray:
+    """Per run: seconds from the drop to ``failed`` when each attempt takes ``attempt_s``.
+
+    The run's delays come from the client machine; when the next attempt starts is
+    :func:`model.backoff.next_attempt_at` (gRPC counts a wait from the attempt's start).
+    """
+    out = np.empty(delays.shape[0])
+    for i, row in enumerate(delays):
+        started = failed = 0.0
+        for wait in row:
+            started = next_attempt_at(policy, started=started, failed=failed, wait=float(wait))
+            failed = started + attempt_s
+        out[i] = failed
     return out
 
 
@@ -91,8 +126,11 @@ def sample_delays(policy: BackoffPolicy, runs: int, seed: int = 1,
 
 def _uniform_sd(policy: BackoffPolicy, attempt: int) -> float:
     """Spread of one delay, from the model's delay at u = 0 and u -> 1 (NaN for decorrelated)."""
-    if policy.kind is Kind.DECORRELATED:
-        return math.nan
+    if policy.custom is not None or policy.kind not in (Kind.NONE, Kind.EXPONENTIAL, Kind.FULL,
+                                                        Kind.EQUAL, Kind.GRPC):
+        return math.nan  # not an independent draw linear in u
+    if policy.immediate_first and attempt == 1:
+        return 0.0
     lo = delay(policy, attempt, 0.0)
     hi = delay(policy, attempt, math.nextafter(1.0, 0.0))
     return abs(hi - lo) / math.sqrt(12.0)
@@ -104,6 +142,8 @@ def attempt_stats(setting: str, policy: BackoffPolicy, delays: np.ndarray,
     runs, attempts = delays.shape
     cum = np.cumsum(delays, axis=1)
     wanted = set(range(1, attempts + 1) if closed_at is None else closed_at)
+    if not has_closed_form(policy):
+        wanted = set()
     rows = []
     var_cum = 0.0
     for n in range(1, attempts + 1):
@@ -113,7 +153,8 @@ def attempt_stats(setting: str, policy: BackoffPolicy, delays: np.ndarray,
         mean_c = mean_delay(policy, n) if n in wanted else math.nan
         cum_c = total_wait(policy, n) if n in wanted else math.nan
         rows.append({
-            "settings": setting, "policy": policy.kind.value, "attempt": n,
+            "settings": setting, "policy": policy.kind.value if policy.custom is None else str(policy),
+            "attempt": n,
             "delay_mean_closed": mean_c, "delay_mean_sim": float(d.mean()),
             "delay_sd_closed": sd1, "delay_sd_sim": float(d.std(ddof=1)) if runs > 1 else math.nan,
             "delay_p05_sim": float(np.quantile(d, 0.05)), "delay_p95_sim": float(np.quantile(d, 0.95)),
