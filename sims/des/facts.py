@@ -1,0 +1,94 @@
+"""The facts a client's staleness is judged on, gathered from the simulated world.
+
+The one place that reads the shell's state to state
+:class:`~model.invariants.StaleFacts` for a client: is it live, how many events
+committed to its topic does it miss, how many of those are on their way (in
+Redis towards its replica, queued in its session, on the wire, inside a running
+replay or a catch-up the session owes), and whether a signal or a detector
+covers the rest. It hands them to the :class:`~sims.des.observer.Observer`, which
+judges them with :func:`model.invariants.covered`.
+
+Actors call :meth:`Facts.judge` whenever something a client's facts depend on
+changed; it is the only callable of judging they hold.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from model import client as cm
+from model import session as sm
+from model.invariants import StaleFacts
+from sims.des.context import Context
+from sims.des.database import Database
+from sims.des.observer import Observer
+
+if TYPE_CHECKING:
+    from sims.des.client import Client
+    from sims.des.replica import Session
+    from sims.des.wire import Conn
+
+__all__ = ["Facts"]
+
+_C_CONNECTED = cm.Status.CONNECTED
+_R_NONE = cm.Rehydration.NONE
+_P_REPLAYING = sm.Phase.REPLAYING
+
+
+class Facts:
+    """Gathers a client's StaleFacts and feeds them to the observer."""
+
+    def __init__(self, ctx: Context, db: Database, observer: Observer) -> None:
+        self.env = ctx.env
+        self.scfg = ctx.scfg
+        self.head = db.head
+        self.observe = observer.judge
+
+    def judge(self, c: Client) -> None:
+        """Gather the client's facts and hand them to the observer."""
+        st = c.state
+        live = st.status is _C_CONNECTED and st.rehydration is _R_NONE
+        head = self.head[c.topic]
+        missing = head - c.applied - len(c.beyond)
+        facts: StaleFacts | None = None
+        if missing > 0:
+            conn = c.conn
+            session = conn.session if conn is not None else None
+            facts = StaleFacts(
+                live=live,
+                missing=missing,
+                in_flight=self._in_flight(c, conn, session, head),
+                signal_pending=conn is not None and conn.signals > 0,
+                stream_detector=conn is not None and (conn.stalled or conn.dead) and st.monitor,
+                subscriber_detector=session is not None and session.replica.detector(),
+            )
+        self.observe(c.idx, self.env.now, live, facts, c.applied, head)
+
+    def _in_flight(self, c: Client, conn: Conn | None, session: Session | None, head: int) -> int:
+        """How many of the events the client misses are on their way to it."""
+        applied = c.applied
+        lo = hi = 0
+        seen: set[int] = set()
+        if conn is not None:
+            seen.update(s for s in conn.wire if s > applied)
+        if session is not None:
+            ss = session.state
+            seen.update(s for s in session.pending if s > applied)
+            seen.update(s for s in ss.buffer if s > applied)
+            if ss.phase is _P_REPLAYING:
+                top = head if ss.upto is None else ss.upto
+                if self.scfg.fixes.resync_after_recovery and ss.head > top:
+                    top = ss.head
+                lo = max(ss.cursor, applied)
+                hi = min(top, head)
+            topic = session.topic
+            for t, s in session.replica.inflight:
+                if t == topic and s > applied:
+                    seen.add(s)
+        if c.beyond:
+            seen.difference_update(c.beyond)
+            inside = sum(1 for s in range(lo + 1, hi + 1) if s not in c.beyond) if hi > lo else 0
+        else:
+            inside = hi - lo if hi > lo else 0
+        outside = sum(1 for s in seen if s <= head and not lo < s <= hi)
+        return inside + outside
