@@ -7,7 +7,10 @@ exactly once. A client reads the row's version, then writes with that version;
 the write succeeds only if nobody wrote in between, which bumps the version.
 A client whose write fails backs off and starts over with a new read. We count
 the write calls (the work the store does) and the time until the last client
-has succeeded, as the simulator does, for N = 10, 20, ..., 50 and 100 trials.
+has succeeded, as the simulator does, for N = 10, 20, ..., 100 (the simulator's
+published run stops at 50; the post's graphs go on to 100) and 100 trials. Each
+claim is judged at every N (:func:`judge_over_range`), so a claim that holds only
+for some client counts says where.
 
 What is copied from the simulator's source, and what is ours:
 
@@ -39,13 +42,13 @@ from model.backoff import BackoffPolicy, Kind, delay
 
 __all__ = ["BASE_MS", "CAP_MS", "CLAIMS", "CLIENTS", "COLUMNS", "NET_MEAN_MS", "NET_SD_MS",
            "POLICIES", "TRIALS", "Claim", "ClaimVerdict", "Trial", "growth_exponent",
-           "judge_claims", "means", "policy", "run_trial", "sweep"]
+           "judge_claims", "judge_over_range", "means", "policy", "run_trial", "sweep"]
 
 BASE_MS = 5.0  #: the simulator's base delay, ms
 CAP_MS = 2000.0  #: the simulator's cap, ms
 NET_MEAN_MS = 10.0  #: mean one-way message delay, ms
 NET_SD_MS = 2.0  #: its standard deviation (the absolute value of a normal draw is used)
-CLIENTS: tuple[int, ...] = (10, 20, 30, 40, 50)  #: contending clients, as in the simulator
+CLIENTS: tuple[int, ...] = tuple(range(10, 101, 10))  #: contending clients, through 100
 TRIALS = 100  #: trials per (clients, policy), as in the simulator
 #: The five policies of the post, named as in ``model.backoff.Kind``.
 POLICIES: tuple[str, ...] = ("none", "exponential", "full", "equal", "decorrelated")
@@ -269,4 +272,44 @@ def judge_claims(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append({"claim": i, "text": claim.text,
                      "supported": verdict.verdict,
                      "our numbers": verdict.evidence})
+    return pd.DataFrame(rows)
+
+
+def _ranges(values: list[int]) -> str:
+    """``[10, 20, 30, 60]`` -> ``'10-30, 60'`` for client counts spaced evenly."""
+    if not values:
+        return "none"
+    return ", ".join(str(v) for v in values) if len(values) <= 3 else f"{values[0]}-{values[-1]}" \
+        if values == list(range(values[0], values[-1] + 1, values[1] - values[0])) else \
+        ", ".join(str(v) for v in values)
+
+
+def judge_over_range(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each claim judged at every client count: where it holds, where not, and the verdict.
+
+    Claim 1 is about growth, so at N it is judged on every count up to N (from the
+    third count on); the others are judged on the means at N alone.
+    """
+    counts = sorted(int(n) for n in frame["clients"].unique())
+    rows = []
+    for i, claim in enumerate(CLAIMS, 1):
+        holds: list[int] = []
+        fails: list[int] = []
+        partly: list[int] = []
+        for k, n in enumerate(counts):
+            if i == 1:
+                if k < 2:
+                    continue
+                part = frame[frame["clients"] <= n]
+            else:
+                part = frame[frame["clients"] == n]
+            verdict_at = claim.judge(part).verdict
+            {"yes": holds, "partly": partly}.get(verdict_at, fails).append(n)
+        verdict = "yes" if not fails and not partly else ("no" if not holds and not partly
+                                                          else "partly")
+        where = "; ".join(f"{what} at N = {_ranges(ns)}" for what, ns in (
+            ("holds", holds), ("partly", partly), ("not", fails)) if ns)
+        rows.append({"claim": i, "text": claim.text, "supported": verdict, "where": where,
+                     "holds_at": ",".join(map(str, holds)), "fails_at": ",".join(map(str, fails)),
+                     f"our numbers at N={counts[-1]}": claim.judge(frame).evidence})
     return pd.DataFrame(rows)

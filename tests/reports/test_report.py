@@ -37,7 +37,12 @@ def test_every_report_renders(rendered: tuple[Path, subprocess.CompletedProcess[
         assert len(pd.read_csv(out / f"{name}.csv")), f"{name}: empty CSV"
         finding = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
         assert finding["quick"] is True and finding["finding"].strip()
+        assert finding["mode"] == "quick" and finding["code_hash"] and finding["commit"]
         assert name in proc.stdout
+        # the finding comes first, the code is folded away, parameters are not shown twice
+        assert page.index('class="sselab-banner"') < page.index("<main>")
+        assert "jp-InputArea-editor\"" not in page and "injected-parameters" not in page
+        assert 'href="index.html"' in page
 
 
 def test_index_links_every_report_with_its_finding(
@@ -58,7 +63,8 @@ def test_aws_jitter_csv_has_the_issue_columns_and_policies(
     frame = pd.read_csv(out / "aws-jitter.csv")
     assert list(frame.columns) == ["clients", "policy", "write_calls", "completion_ms"]
     assert set(frame["policy"]) == {"none", "exponential", "full", "equal", "decorrelated"}
-    assert sorted(frame["clients"].unique()) == [10, 20, 30, 40, 50]
+    assert sorted(frame["clients"].unique()) == list(range(10, 101, 10))  # through 100
+    assert len(frame) == 10 * 5  # every policy at every client count
     assert (frame["write_calls"] >= frame["clients"]).all()  # everyone writes at least once
 
 
