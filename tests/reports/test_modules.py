@@ -118,3 +118,61 @@ def test_death_times_are_spaced_and_seeded() -> None:
     times = fleet.death_times(100.0, 40.0, 5, seed=2)
     assert times == fleet.death_times(100.0, 40.0, 5, seed=2)
     assert all(100 + 40 * k <= t <= 100 + 40 * k + 20 for k, t in enumerate(times))
+
+
+def test_outage_schedule_is_the_client_machines() -> None:
+    """attempt_starts gives the attempt times the client machine itself asks for."""
+    import random
+
+    from model import client as cm
+    from model.backoff import SOCKETIO_POLICY
+    from model.core import StartTimer
+    from sims.reports import outage
+
+    for policy in (SEED_POLICY, SOCKETIO_POLICY, aj.policy("decorrelated")):
+        starts, failed_at = outage.attempt_starts(policy, 8, 0.1, 10**6, random.Random(5))
+        cfg = cm.ClientConfig(max_attempts=8, policy=policy)
+        rng = random.Random(5)
+        s, _ = cm.step(cfg, cm.initial(), cm.Start(now=-1.0))
+        s, _ = cm.step(cfg, s, cm.StreamOpened(now=-1.0))
+        s, _ = cm.step(cfg, s, cm.HeartbeatReceived(now=-0.5))
+        s, acts = cm.step(cfg, s, cm.StreamClosed(now=0.0, u=rng.random()))
+        machine = []
+        while s.status is cm.Status.WAITING:
+            at = next(a.at for a in acts if isinstance(a, StartTimer) and a.timer == cm.BACKOFF)
+            machine.append(at)
+            s, _ = cm.step(cfg, s, cm.TimerFired(now=at, timer=cm.BACKOFF))
+            s, acts = cm.step(cfg, s, cm.StreamFailed(now=at + 0.1, u=rng.random()))
+        assert starts.tolist() == pytest.approx(machine)
+        assert failed_at == pytest.approx(machine[-1] + 0.1)
+
+
+def test_outage_percentiles_and_failed() -> None:
+    """A deterministic client has one value per outage; the seed's gives up on a long outage."""
+    from sims.reports import outage
+
+    seed_client = outage.clients()[0]
+    frame = outage.percentiles(seed_client, (10, 3600), samples=5)
+    refused = frame[frame["mode"] == "refused"].set_index("outage_s")
+    assert refused.loc[3600, "p_failed"] == 1.0 and refused.loc[10, "p_failed"] == 0.0
+    assert refused.loc[10, "p50_s"] == refused.loc[10, "p99_s"]  # one schedule
+    browsers = outage.percentiles(outage.clients()[3], (3600,), samples=5)
+    assert (browsers["p_failed"] == 0).all() and (browsers["p99_s"] <= 20.1).all()
+
+
+def test_time_to_failed_with_the_heartbeat_guard_off() -> None:
+    """Guard on: failed after the seed's 1381 s of backoff; off, on stalled streams: never."""
+    from sims.reports import outage
+
+    ttf = outage.time_to_failed_table(horizon=2000.0).set_index(["heartbeat_guard", "outage"])
+    assert ttf.loc[("on", "refused"), "failed_after_s"] == pytest.approx(1383.55, abs=1)
+    off = ttf.loc[("off (the seed's code)", "stalled")]
+    assert off["failed_after_s"] != off["failed_after_s"] and off["counter_max"] > 50
+
+
+def test_aws_claims_are_judged_at_every_client_count() -> None:
+    """judge_over_range says at which N each claim holds."""
+    claims = aj.judge_over_range(aj.means(aj.sweep((10, 20, 30), trials=3)))
+    assert len(claims) == len(aj.CLAIMS)
+    assert set(claims["supported"]) <= {"yes", "partly", "no"}
+    assert all(c.startswith(("holds", "partly", "not")) for c in claims["where"])
