@@ -1,16 +1,23 @@
 """Speed of the exhaustive checker: states, transitions, seconds and states/s as JSON.
 
-Run: ``python benchmarks/check.py`` (add ``--quick`` to skip the larger world).
+Run: ``python benchmarks/check.py`` (every world below), ``--quick`` (the default
+world only), ``--only NAME`` (one world, repeatable), ``--profile`` (also run the
+default world under cProfile and keep the top entries, by own time and by
+cumulative time, in the JSON), ``--top N`` (how many entries, 15), and any
+``check()`` option as ``--workers N`` / ``--no-reduction``. Figures are wall
+time on a shared machine: quote them with the command and the machine's load.
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import io
 import json
+import os
 import platform
 import pstats
-import sys
+from typing import Any
 
 from model.world import WorldConfig
 from sims.check import check
@@ -19,35 +26,59 @@ CONFIGS = {
     "default": WorldConfig(),
     "two-faults": WorldConfig(faults=2),
     "two-publishers-three-events": WorldConfig(publishers=2, events=3),
+    "two-clients": WorldConfig(clients=2),
+    "two-replicas": WorldConfig(replicas=2),
 }
+QUICK = ("default",)
+#: Worlds run only when named with --only (they take minutes).
+SLOW = ("two-clients", "two-replicas")
 
 
-def main() -> None:
-    """Run each configuration once and print one JSON object."""
-    quick = "--quick" in sys.argv
-    results = {}
-    for name, config in CONFIGS.items():
-        if quick and name != "default":
-            continue
-        r = check(config)
-        results[name] = {
-            "config": config.to_dict(),
-            "states": r.states,
-            "transitions": r.transitions,
-            "seconds": round(r.seconds, 2),
-            "states_per_second": round(r.states_per_second),
-            "complete": r.complete,
-            "violations": [v.invariant for v in r.violations],
-        }
+def profile_top(config: WorldConfig, top: int, **options: Any) -> dict[str, list[str]]:
+    """Run ``check(config)`` under cProfile; the ``top`` entries by own and cumulative time."""
     profile = cProfile.Profile()
     profile.enable()
-    check(CONFIGS["default"], liveness=False)
+    check(config, liveness=False, **options)
     profile.disable()
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(8)
-    top = [line.strip() for line in out.getvalue().splitlines() if line.strip()[:1].isdigit()]
-    print(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
-                      "results": results, "profile_top_tottime": top[:8]}, indent=2))
+    out: dict[str, list[str]] = {}
+    for order in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats(order).print_stats(top)
+        lines = [" ".join(line.split()) for line in text.getvalue().splitlines()
+                 if line.strip()[:1].isdigit()]
+        out[order] = lines[:top]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run each configuration once and print one JSON object."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", action="append", choices=sorted(CONFIGS))
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-reduction", action="store_true")
+    args = p.parse_args(argv)
+    names = args.only or [n for n in CONFIGS if n not in SLOW and (not args.quick or n in QUICK)]
+    options: dict[str, Any] = {}
+    if args.workers != 1:
+        options["workers"] = args.workers
+    if args.no_reduction:
+        options["reduction"] = False
+    results = {}
+    for name in names:
+        config = CONFIGS[name]
+        r = check(config, **options)
+        results[name] = {"config": config.to_dict(), **r.to_json(), "violations":
+                         [v.invariant for v in r.violations]}
+    out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                           "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
+                           "options": options, "results": results}
+    if args.profile:
+        out["profile_top"] = profile_top(CONFIGS["default"], args.top,
+                                         **{k: v for k, v in options.items() if k != "workers"})
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
