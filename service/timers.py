@@ -4,16 +4,18 @@ A machine asks for ``StartTimer(timer, at)`` and ``CancelTimer(timer)``; a shell
 hands both to a :class:`Timers`. Re-arming a name replaces its pending callback,
 and cancelling a name that is not armed does nothing, exactly as the machines
 expect. :class:`LoopTimers` uses ``loop.call_at`` (``at`` on ``loop.time()``);
-:class:`FakeTimers` keeps a manual clock that tests move with ``advance``.
+:class:`FakeTimers` keeps a manual clock that tests move with ``advance``; it is
+pure, so it lives in :mod:`model.timers` (engines on fake time share it) and is
+re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 from collections.abc import Callable
 from typing import Protocol
+
+from model.timers import FakeTimers
 
 __all__ = ["FakeTimers", "LoopTimers", "Timers"]
 
@@ -69,47 +71,3 @@ class LoopTimers:
         """Cancel every handle."""
         for name in list(self._handles):
             self.cancel(name)
-
-
-class FakeTimers:
-    """A manual clock for tests: nothing fires until :meth:`advance` passes its time."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = start
-        self._armed: dict[str, tuple[float, int]] = {}
-        self._queue: list[tuple[float, int, str, Callable[[], None]]] = []
-        self._order = itertools.count()
-
-    def now(self) -> float:
-        """The fake time."""
-        return self._now
-
-    def start(self, name: str, at: float, callback: Callable[[], None]) -> None:
-        """Arm ``name`` at fake time ``at``."""
-        token = next(self._order)
-        self._armed[name] = (at, token)
-        heapq.heappush(self._queue, (at, token, name, callback))
-
-    def cancel(self, name: str) -> None:
-        """Disarm ``name``."""
-        self._armed.pop(name, None)
-
-    def cancel_all(self) -> None:
-        """Disarm every timer."""
-        self._armed.clear()
-
-    def armed(self) -> dict[str, float]:
-        """The armed timers and their due times."""
-        return {name: at for name, (at, _) in self._armed.items()}
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock on by ``seconds``, firing every timer that falls due, in order."""
-        until = self._now + seconds
-        while self._queue and self._queue[0][0] <= until:
-            at, token, name, callback = heapq.heappop(self._queue)
-            if self._armed.get(name) != (at, token):
-                continue  # cancelled or re-armed
-            del self._armed[name]
-            self._now = max(self._now, at)
-            callback()
-        self._now = until
