@@ -7,7 +7,14 @@ import argparse
 from model.backoff import BackoffPolicy, parse_policy
 from model.fixes import UnknownFixError, resolve_fix_name
 
-__all__ = ["fix_name", "non_negative_int", "policy", "positive_float", "positive_int"]
+__all__ = ["add_without", "fix_name", "non_negative_int", "policy", "positive_float", "positive_int"]
+
+
+def add_without(parser: argparse.ArgumentParser, *, effect: str = "") -> None:
+    """Declare ``--without FIX`` (repeatable; a name or F1..F5) on ``parser``: ``args.without``."""
+    more = f"; {effect}" if effect else ""
+    parser.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
+                        help=f"switch a fix off (a name or F1..F5); repeatable{more}")
 
 
 def fix_name(text: str) -> str:

@@ -15,7 +15,7 @@ import sys
 
 from model.core import ProtocolError
 from model.fixes import FIXES, Fixes
-from sims.commands._args import fix_name
+from sims.commands._args import add_without
 from sims.seed import SCENARIOS, Outcome, run_scenario
 
 __all__ = ["format_outcomes", "register", "run", "scenario_name"]
@@ -43,8 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("scenarios", nargs="*", type=scenario_name, metavar="SCENARIO",
                    help="scenarios to run (default: all): " + ", ".join(SCENARIOS))
-    p.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
-                   help="switch a fix off (name or F1..F5; repeatable); runs each scenario once")
+    add_without(p, effect="runs each scenario once")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of logs")
     p.set_defaults(func=run)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from model.faults import Fault, FaultError, parse_fault
-from sims.commands._args import fix_name, non_negative_int, policy, positive_float, positive_int
+from sims.commands._args import add_without, non_negative_int, policy, positive_float, positive_int
 
 __all__ = ["fault_arg", "register", "run", "setting_arg"]
 
@@ -56,8 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--replicas", type=positive_int, help="API replicas")
     p.add_argument("--duration", type=positive_float, metavar="SECONDS", help="simulated seconds")
     p.add_argument("--seed", type=non_negative_int, help="seed of the one random generator")
-    p.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
-                   help="switch a fix off (a name or F1..F5); repeatable")
+    add_without(p)
     p.add_argument("--policy", type=policy, metavar="BACKOFF",
                    help="backoff policy: exponential, full, equal, decorrelated, grpc, none")
     p.add_argument("--fault", type=fault_arg, action="append", default=[], metavar="FAULT",

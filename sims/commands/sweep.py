@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from model.backoff import parse_policy
-from sims.commands._args import fix_name, non_negative_int, positive_float, positive_int
+from sims.commands._args import add_without, non_negative_int, positive_float, positive_int
 
 __all__ = ["register", "run"]
 
@@ -86,8 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     seeds.add_argument("--seed", type=_list(non_negative_int, "seeds"), metavar="LIST",
                        help="run every cell with these seeds")
     p.add_argument("--duration", type=positive_float, metavar="SECONDS", help="simulated seconds")
-    p.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
-                   help="switch a fix off in every cell; repeatable")
+    add_without(p, effect="in every cell")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--workers", type=positive_int, metavar="N",
