@@ -8,35 +8,44 @@ No ``from __future__ import annotations`` here: FastAPI evaluates the handlers'
 annotations at import time.
 """
 
+import hashlib
+import hmac
 import json
 import logging
-import math
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from model.core import EventId, RemoteProtocolError
-from service.auth import AuthError, Principal, verify_token
+from service.auth import USER_PATTERN, AuthError, Principal, issue_ticket, may_publish, verify_token
 from service.bus import LiveMessage
-from service.metrics import CONTENT_TYPE_LATEST
-from service.stream import Frame, StreamSession
+from service.frames import retry_frame
+from service.limits import check_json
+from service.metrics import CONTENT_TYPE_LATEST, Metrics
+from service.store import IdempotencyConflict, Unavailable
+from service.stream import Outbox, StreamSession
 from service.timers import LoopTimers
 
 if TYPE_CHECKING:
     from service.app import Runtime
 
-__all__ = ["CONTROL_EVENTS", "ErrorBody", "HTTPError", "PublishRequest", "check_json", "error",
-           "router"]
+__all__ = ["CONTROL_EVENTS", "ErrorBody", "HTTPError", "PublishRequest", "error", "router"]
 
 log = logging.getLogger("sselab.app")
 
 #: Event types the server itself sends; a publisher may not use them.
 CONTROL_EVENTS = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
+#: What an Idempotency-Key may be.
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 router = APIRouter()
 
@@ -46,7 +55,7 @@ class PublishRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
+    user: str = Field(min_length=1, max_length=200, pattern=USER_PATTERN,
                       description="the topic: the user whose stream receives the event")
     type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
                       description="the SSE event type; not a control event name")
@@ -73,14 +82,23 @@ class ErrorBody(BaseModel):
     hint: str = ""
 
 
+class Ticket(BaseModel):
+    """A stream ticket: put it in ``GET /stream?ticket=...`` within ``expires_in`` seconds."""
+
+    ticket: str
+    expires_in: float
+    stream_url: str
+
+
 class HealthBody(BaseModel):
-    """The readiness of this replica's subscriber."""
+    """Readiness: the Redis subscriber's health and the cached Postgres check."""
 
     ready: bool
     state: str
     reason: str
     last_sentinel_age: float | None
-    replica: str
+    database: str
+    replica: str | None = None
 
 
 class SnapshotEvent(BaseModel):
@@ -92,10 +110,12 @@ class SnapshotEvent(BaseModel):
 
 
 class SnapshotBody(BaseModel):
-    """A user's head cursor and recent events (oldest first)."""
+    """A user's head cursor and recent events (oldest first), one page of them."""
 
     head: str
     events: list[SnapshotEvent]
+    more: bool = False
+    next_before: str | None = None
 
 
 class HTTPError(Exception):
@@ -118,44 +138,125 @@ def runtime(request: Request) -> "Runtime":
     return rt
 
 
-def authenticate(
+def _unauthorized(message: str, hint: str = "") -> HTTPError:
+    return HTTPError(401, message, hint, {"WWW-Authenticate": "Bearer"})
+
+
+def _busy(rt: "Runtime", reason: str, status: int, message: str, hint: str) -> HTTPError:
+    rt.metrics.refused.labels(reason=reason, status=str(status)).inc()
+    return HTTPError(status, message, hint, {"Retry-After": str(rt.settings.retry_after_s)})
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise _unauthorized("unsupported authorization scheme", "use 'Bearer <token>'")
+    return value.strip()
+
+
+async def _not_revoked(rt: "Runtime", principal: Principal) -> Principal:
+    """Check the deny list (with ``reauthorize`` on); 401 when revoked, 503 when unknown."""
+    if not rt.settings.fixes.reauthorize:
+        return principal
+    try:
+        revoked = await rt.revocations.is_revoked(principal)
+    except Exception as exc:
+        log.warning("revocation check failed", extra={"error": exc.__class__.__name__})
+        raise _busy(rt, "revocation-unavailable", 503, "cannot check the token now",
+                    "retry after the Retry-After seconds") from None
+    if revoked:
+        raise _unauthorized("token revoked", "get a new token")
+    return principal
+
+
+async def authenticate(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer token")] = None,
-    access_token: Annotated[str | None, Query(description="token, for browsers")] = None,
 ) -> Principal:
-    """The verified principal of the request's token (401 otherwise)."""
-    token = access_token
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        token = value.strip() if scheme.lower() == "bearer" else None
-        if token is None:
-            raise HTTPError(401, "unsupported authorization scheme", "use 'Bearer <token>'",
-                            {"WWW-Authenticate": "Bearer"})
+    """The verified principal of the request's ``Authorization: Bearer`` token (401 otherwise)."""
+    rt = runtime(request)
+    if "access_token" in request.query_params or "ticket" in request.query_params:
+        raise _unauthorized("tokens in the query string are accepted only on GET /stream",
+                            "send 'Authorization: Bearer <token>'")
     try:
-        return verify_token(runtime(request).settings.secret, token)
+        principal = verify_token(rt.settings.secret, _bearer(authorization),
+                                 max_ttl=rt.settings.max_token_ttl_s)
     except AuthError as exc:
-        raise HTTPError(401, exc.message, exc.hint, {"WWW-Authenticate": "Bearer"}) from None
+        raise _unauthorized(exc.message, exc.hint) from None
+    return await _not_revoked(rt, principal)
+
+
+async def authenticate_stream(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer token")] = None,
+    ticket: Annotated[str | None, Query(description="a stream ticket from POST /stream/ticket "
+                                                    "(for browsers)")] = None,
+    access_token: Annotated[str | None, Query(
+        description="a user token; accepted only with SSELAB_QUERY_TOKENS=true")] = None,
+) -> Principal:
+    """The principal of a stream: a bearer token, a ``?ticket=``, or (if allowed) ``?access_token=``."""
+    rt = runtime(request)
+    settings = rt.settings
+    try:
+        if ticket is not None and authorization is None:
+            principal = verify_token(settings.secret, ticket, ticket=True)
+        elif access_token is not None and authorization is None:
+            if not settings.query_tokens:
+                raise AuthError("tokens in the query string are not accepted",
+                                hint="get a ticket from POST /stream/ticket and use ?ticket=")
+            principal = verify_token(settings.secret, access_token,
+                                     max_ttl=settings.max_token_ttl_s)
+            if principal.role != "user":
+                raise AuthError("only user tokens may travel in the query string",
+                                hint="send publisher tokens in the Authorization header")
+        else:
+            principal = verify_token(settings.secret, _bearer(authorization),
+                                     max_ttl=settings.max_token_ttl_s)
+    except AuthError as exc:
+        raise _unauthorized(exc.message, exc.hint) from None
+    return await _not_revoked(rt, principal)
 
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing, forged or expired token"}}
+    401: {"model": ErrorBody, "description": "missing, forged, expired or revoked token"}}
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "the database is busy or down; see Retry-After"}}
+
+
+class EventStream(EventSourceResponse):
+    """An SSE response that counts a send timeout as a slow consumer instead of raising it."""
+
+    def __init__(self, sess: StreamSession, metrics: Metrics, content: Any, **kwargs: Any
+                 ) -> None:
+        super().__init__(content, **kwargs)
+        self._sess, self._metrics = sess, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the stream; a client that stops reading is cut off after the send timeout."""
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            self._metrics.slow_consumers.labels(reason="send-timeout").inc()
+            self._sess.end("send-timeout")
 
 
 @router.get("/stream", response_class=EventSourceResponse, responses={
     200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
           "description": "the user's events, plus replay-truncated, replay-failed, heartbeat"},
     400: {"model": ErrorBody, "description": "malformed or foreign Last-Event-ID"},
-    503: {"model": ErrorBody, "description": "the database is unavailable"},
-    **AUTH_ERRORS})
+    429: {"model": ErrorBody, "description": "too many streams (token, address or process)"},
+    **BUSY, **AUTH_ERRORS})
 async def stream(
     request: Request,
-    principal: Annotated[Principal, Depends(authenticate)],
+    principal: Annotated[Principal, Depends(authenticate_stream)],
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[str | None, Query(description="cursor, for browsers")] = None,
 ) -> Any:
     """Stream the authenticated user's events, resuming after Last-Event-ID."""
     rt = runtime(request)
-    metrics, bus, store = rt.metrics, rt.bus, rt.store
+    metrics = rt.metrics
     text = last_event_id_header if last_event_id_header is not None else last_event_id
     cursor: EventId | None = None
     if text is not None and text.strip():
@@ -164,11 +265,35 @@ async def stream(
         except RemoteProtocolError as exc:
             metrics.stream_rejections.labels(status="400").inc()
             return error(400, exc.message, exc.hint)
+    address = request.client.host if request.client else "unknown"
+    cap = rt.admission.admit(principal.token_id, address)
+    if cap is not None:
+        metrics.stream_rejections.labels(status="429").inc()
+        raise _busy(rt, f"streams-per-{cap}", 429, f"too many open streams for this {cap}",
+                    f"close a stream or retry later (SSELAB_MAX_STREAMS"
+                    f"{'' if cap == 'process' else '_PER_' + cap.upper()})")
+    try:
+        return await _open_stream(rt, principal, cursor, address)
+    except BaseException:
+        rt.admission.release(principal.token_id, address)
+        raise
+
+
+async def _open_stream(rt: "Runtime", principal: Principal, cursor: EventId | None,
+                       address: str) -> Any:
+    settings, metrics, bus, store = rt.settings, rt.metrics, rt.bus, rt.store
     topic = principal.user
     timers = LoopTimers()
+    reauthorize = None
+    if settings.fixes.reauthorize:
+        async def reauthorize() -> bool:
+            return not await rt.revocations.is_revoked(principal)
+    outbox = Outbox(max_frames=settings.stream_buffer_frames,
+                    max_bytes=settings.stream_buffer_bytes)
     sess = StreamSession(topic=topic, cfg=rt.session_cfg, timers=timers, replay=store.replay,
-                         read_head=store.topic_head, metrics=metrics,
-                         trace_id=f"{topic}/{rt.settings.replica}/{next(rt.stream_ids)}")
+                         read_head=store.topic_head, metrics=metrics, outbox=outbox,
+                         reauthorize=reauthorize,
+                         trace_id=f"{topic}/{settings.replica}/{next(rt.stream_ids)}")
     bus.register(topic, sess.live)  # live fan-out first, the topic row second
     try:
         info = await store.open_info(topic, cursor.epoch if cursor else None)
@@ -176,61 +301,110 @@ async def stream(
         bus.unregister(topic, sess.live)
         metrics.stream_rejections.labels(status="503").inc()
         log.warning("stream open failed", extra={"user": topic, "error": repr(exc)})
-        return error(503, "database unavailable", "retry later")
+        reason = "database-busy" if isinstance(exc, Unavailable) else "database-error"
+        raise _busy(rt, reason, 503, "database unavailable", "retry later") from None
     if info.cursor_owner is not None and info.cursor_owner != topic:
         # Foreign: the cursor's epoch is the log of another user's topic.
         bus.unregister(topic, sess.live)
         metrics.stream_rejections.labels(status="400").inc()
+        rt.admission.release(principal.token_id, address)
         return error(400, "foreign Last-Event-ID",
                      "the id belongs to another user's stream; connect without it")
-    rt.sessions.add(sess)
+    rt.sessions[sess] = principal
     metrics.open_streams.inc()
+    # A jittered reconnect delay, so a fleet of browsers does not come back in lockstep.
+    outbox.put(retry_frame(round(settings.retry_ms * (0.5 + random.random()))))
     sess.open(cursor, info.topic)
-    # A stream ends when its token expires: the reconnect re-checks the token.
-    expiry = timers.now() + max(0.0, principal.expires_at - time.time())
-    timers.start("token-expiry", expiry, lambda: sess.queue.put_nowait(None))
+    if settings.fixes.reauthorize:
+        # The stream ends when its token expires, read or not: the reconnect re-checks it.
+        expiry = timers.now() + max(0.0, principal.expires_at - time.time())
+        timers.start("token-expiry", expiry, lambda: sess.end("expired"))
+    shutdown = anyio.Event()
 
-    async def frames() -> AsyncIterator[ServerSentEvent]:
+    async def on_shutdown() -> None:
+        await shutdown.wait()
+        sess.end("shutdown")
+
+    async def frames() -> AsyncIterator[bytes]:
         try:
-            while True:
-                frame: Frame | None = await sess.queue.get()
-                if frame is None:
-                    return
-                event_id, event_type, data = frame
-                yield ServerSentEvent(data=data, event=event_type, id=event_id)
+            while (chunk := await outbox.get()) is not None:
+                yield chunk
         finally:
             sess.close()
             bus.unregister(topic, sess.live)
-            rt.sessions.discard(sess)
+            rt.sessions.pop(sess, None)
+            rt.admission.release(principal.token_id, address)
             metrics.open_streams.dec()
 
-    return EventSourceResponse(frames(), ping=0, headers={"Cache-Control": "no-store"})
+    return EventStream(sess, metrics, frames(), ping=0, send_timeout=settings.send_timeout_s,
+                       shutdown_event=shutdown, shutdown_grace_period=settings.shutdown_grace_s,
+                       data_sender_callable=on_shutdown,
+                       headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.post("/stream/ticket", status_code=201, response_model=Ticket, responses={
+    403: {"model": ErrorBody, "description": "not a user token"}, **AUTH_ERRORS})
+async def stream_ticket(request: Request,
+                        principal: Annotated[Principal, Depends(authenticate)]) -> Any:
+    """A short-lived ticket for opening this user's stream from a browser (``?ticket=``)."""
+    rt = runtime(request)
+    if principal.role != "user":
+        return error(403, "tickets are for user tokens", "publishers do not stream")
+    ttl = rt.settings.ticket_ttl_s
+    ticket = issue_ticket(rt.settings.secret, principal, ttl=ttl)
+    return {"ticket": ticket, "expires_in": ttl, "stream_url": f"/stream?ticket={ticket}"}
 
 
 @router.post("/events", status_code=201, response_model=Published, responses={
-    403: {"model": ErrorBody, "description": "the token is not a publisher's"},
+    403: {"model": ErrorBody, "description": "not a publisher token, or the topic is not in "
+                                             "its scope"},
     413: {"model": ErrorBody, "description": "the body is over the size limit"},
-    503: {"model": ErrorBody, "description": "the database is unavailable"},
-    **AUTH_ERRORS})
-async def publish(request: Request, body: PublishRequest,
-                  principal: Annotated[Principal, Depends(authenticate)]) -> Any:
-    """Publish an event to a user's stream (publisher tokens only)."""
+    **BUSY, **AUTH_ERRORS})
+async def publish(
+    request: Request, body: PublishRequest,
+    principal: Annotated[Principal, Depends(authenticate)],
+    idempotency_key: Annotated[str | None, Header(
+        pattern=IDEMPOTENCY_KEY,
+        description="retry-safe key: a second publish with it answers the first's id")] = None,
+) -> Any:
+    """Publish an event to a user's stream (publisher tokens, within their topic scope)."""
     rt = runtime(request)
+    settings = rt.settings
     if principal.role != "publisher":
         return error(403, "publishing needs a publisher token",
-                     "issue one with 'sselab token NAME --publisher'")
+                     "issue one with 'sselab token NAME --publisher --topic PATTERN'")
+    if not may_publish(principal, body.user):
+        return error(403, "topic outside this publisher token's scope",
+                     f"the token may publish to: {', '.join(principal.topics) or 'nothing'}")
     try:
-        check_json(body.data)
+        check_json(body.data, max_depth=settings.max_json_depth,
+                   max_nodes=settings.max_json_nodes)
     except ValueError as exc:
         return JSONResponse({"detail": [{"loc": ["body", "data"], "msg": str(exc),
                                          "type": "value_error"}]}, status_code=422)
-    try:
-        event_id, committed = await rt.store.publish(body.user, body.type, body.data)
-    except Exception as exc:
-        log.error("publish failed", extra={"user": body.user, "error": repr(exc)})
-        return error(503, "database unavailable", "retry the publish")
-    rt.metrics.published.inc()
     data = json.dumps(body.data, separators=(",", ":"))
+    idempotency = None
+    if idempotency_key is not None:
+        fingerprint = hashlib.sha256(json.dumps([body.user, body.type, data]).encode()).hexdigest()
+        idempotency = (f"{principal.user}", idempotency_key, fingerprint)
+    try:
+        event_id, committed, replayed = await rt.store.publish_once(
+            body.user, body.type, body.data, idempotency=idempotency)
+    except IdempotencyConflict:
+        return JSONResponse({"detail": [{"loc": ["header", "idempotency-key"],
+                                         "msg": "this Idempotency-Key was used for a different "
+                                                "request; use a new key per event",
+                                         "type": "value_error"}]}, status_code=422)
+    except Exception as exc:
+        log.error("publish failed", extra={"user": body.user, "error": exc.__class__.__name__})
+        reason = "database-busy" if isinstance(exc, Unavailable) else "database-error"
+        raise _busy(rt, reason, 503, "database unavailable", "retry the publish with the same "
+                    "Idempotency-Key") from None
+    if replayed:
+        rt.metrics.idempotent_replays.inc()
+        return JSONResponse({"id": str(event_id)}, status_code=201,
+                            headers={"Idempotent-Replayed": "true"})
+    rt.metrics.published.inc()
     try:
         await rt.bus.publish(LiveMessage(body.user, event_id, body.type, data, committed))
     except Exception as exc:
@@ -238,42 +412,65 @@ async def publish(request: Request, body: PublishRequest,
         # the topic (and catch up), and replays always serve it.
         rt.metrics.publish_bus_errors.inc()
         log.error("bus publish failed after commit",
-                  extra={"user": body.user, "event_id": str(event_id), "error": repr(exc)})
+                  extra={"user": body.user, "event_id": str(event_id),
+                         "error": exc.__class__.__name__})
     return {"id": str(event_id)}
 
 
-@router.get("/snapshot", response_model=SnapshotBody, responses=AUTH_ERRORS)
+@router.get("/snapshot", response_model=SnapshotBody, responses={
+    400: {"model": ErrorBody, "description": "malformed 'before'"}, **BUSY, **AUTH_ERRORS})
 async def snapshot(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
     head_first: Annotated[bool, Query(description="read the head before the events")] = True,
     limit: Annotated[int | None, Query(ge=1, le=10000)] = None,
+    before: Annotated[str | None, Query(
+        description="page: only events before this id (a previous page's next_before)")] = None,
 ) -> Any:
-    """The user's head cursor and recent events, for re-hydration."""
+    """The user's head cursor and latest events (a page within the byte cap), for re-hydration."""
     rt = runtime(request)
+    settings = rt.settings
+    before_seq = None
+    if before is not None:
+        try:
+            before_seq = EventId.parse(before).seq
+        except RemoteProtocolError as exc:
+            return error(400, f"before: {exc.message}", exc.hint)
     try:
-        snap = await rt.store.snapshot(principal.user, limit or rt.settings.snapshot_limit,
-                                       head_first=head_first)
+        snap = await rt.store.snapshot(principal.user, limit or settings.snapshot_limit,
+                                       head_first=head_first, before=before_seq,
+                                       max_bytes=settings.snapshot_max_bytes)
     except Exception as exc:
-        log.warning("snapshot failed", extra={"user": principal.user, "error": repr(exc)})
-        return error(503, "database unavailable", "retry the snapshot")
-    return {"head": str(snap.head), "events": [
-        {"id": str(EventId(snap.head.epoch, e.seq)), "type": e.type, "data": json.loads(e.data)}
+        log.warning("snapshot failed", extra={"user": principal.user,
+                                              "error": exc.__class__.__name__})
+        reason = "database-busy" if isinstance(exc, Unavailable) else "database-error"
+        raise _busy(rt, reason, 503, "database unavailable", "retry the snapshot") from None
+    epoch = snap.head.epoch
+    next_before = str(EventId(epoch, snap.events[0].seq)) if snap.more and snap.events else None
+    return {"head": str(snap.head), "more": snap.more, "next_before": next_before, "events": [
+        {"id": str(EventId(epoch, e.seq)), "type": e.type, "data": json.loads(e.data)}
         for e in snap.events]}
 
 
 @router.get("/health/live")
 async def live(request: Request) -> dict[str, str]:
     """The process is up."""
-    return {"status": "live", "replica": runtime(request).settings.replica}
+    settings = runtime(request).settings
+    return {"status": "live", **({"replica": settings.replica} if settings.debug else {})}
 
 
 def _ready(request: Request) -> JSONResponse:
     rt = runtime(request)
     view = rt.bus.view()
-    body = {"ready": view.ready, "state": view.state, "reason": view.reason,
-            "last_sentinel_age": view.last_sentinel_age, "replica": rt.settings.replica}
-    return JSONResponse(body, status_code=200 if view.ready else 503)
+    database = rt.database_state
+    reason = view.reason if rt.settings.debug else view.reason.split(":", 1)[0]
+    body: dict[str, Any] = {"ready": view.ready and database == "up", "state": view.state,
+                            "reason": reason, "last_sentinel_age": view.last_sentinel_age,
+                            "database": database}
+    if rt.settings.debug:
+        body["replica"] = rt.settings.replica
+        body["database_error"] = rt.database_error
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 READY_DOC: dict[int | str, dict[str, Any]] = {
@@ -282,7 +479,7 @@ READY_DOC: dict[int | str, dict[str, Any]] = {
 
 @router.get("/health/ready", response_model=HealthBody, responses=READY_DOC)
 async def health_ready(request: Request) -> JSONResponse:
-    """200 when the Redis subscriber is healthy, 503 otherwise (model.subscriber.view)."""
+    """200 when the Redis subscriber is healthy and Postgres answered its last check."""
     return _ready(request)
 
 
@@ -293,22 +490,23 @@ async def health(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response, responses={
-    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
-async def prometheus(request: Request) -> Response:
-    """Prometheus metrics of this process."""
-    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-def check_json(value: Any) -> None:
-    """Refuse what JSON or Postgres jsonb cannot hold: NaN, infinities, NUL characters."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("data may not contain NaN or infinities")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("data may not contain NUL characters")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_json(key)
-            check_json(item)
-    elif isinstance(value, list):
-        for item in value:
-            check_json(item)
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    401: {"model": ErrorBody, "description": "SSELAB_METRICS_TOKEN is set and not sent"},
+    404: {"model": ErrorBody, "description": "metrics are switched off"}})
+async def prometheus(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer SSELAB_METRICS_TOKEN")] = None,
+) -> Response:
+    """Prometheus metrics of this process (protected by SSELAB_METRICS_TOKEN when set)."""
+    rt = runtime(request)
+    if not rt.settings.metrics_enabled:
+        return error(404, "metrics are switched off", "set SSELAB_METRICS=on")
+    expected = rt.settings.metrics_token
+    if expected:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 expected.encode()):
+            return error(401, "metrics need the metrics token",
+                         "send 'Authorization: Bearer <SSELAB_METRICS_TOKEN>'",
+                         {"WWW-Authenticate": "Bearer"})
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)

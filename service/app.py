@@ -10,9 +10,16 @@ Deliberate divergences (STYLE 11):
 * sse-starlette's own ping is switched off (``ping=0``): heartbeats are the
   session machine's ``SendHeartbeat``, sent as ``event: heartbeat`` frames so a
   client can see them (comment pings are invisible to EventSource and httpx-sse).
-* The ``reauthorize`` fix is not switchable here: every request checks its token
-  and a stream's topic is its token's user, always. A stream also ends when its
-  token expires, so a long-lived stream is re-authorised by its reconnect.
+* The ``reauthorize`` fix is read by this shell, not by a machine (the session
+  machine has no input for a revoked token yet): with it on, the token deny list
+  is checked on every request, before every replay and every
+  ``SSELAB_REAUTH_INTERVAL_S`` on open streams, and a stream ends when its token
+  expires, so a long-lived stream is re-authorised by its reconnect. Off (the
+  seed's code), only the signature and expiry are checked, at connect. Every
+  request checks its token, and a stream's topic is its token's user, always.
+* Tokens never reach a log line: uvicorn's access log (on with ``uvicorn
+  --factory``) has ``ticket=`` and ``access_token=`` values redacted by a filter
+  installed here.
 """
 
 from __future__ import annotations
@@ -22,19 +29,24 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.session import SessionConfig
 from service import trace
 from service.api import HTTPError, error, router
-from service.bus import Bus
+from service.auth import Principal
+from service.bus import Bus, bus_key
 from service.config import Settings
+from service.limits import Admission, too_deep
 from service.logs import configure
 from service.metrics import Metrics
+from service.revocation import Revocations
 from service.store import Store
 from service.stream import StreamSession
 
@@ -51,24 +63,81 @@ class Runtime:
     metrics: Metrics
     store: Store
     bus: Bus
+    revocations: Revocations
+    admission: Admission
     session_cfg: SessionConfig
-    sessions: set[StreamSession] = dataclasses.field(default_factory=set)
+    #: open streams and the principal each was opened with
+    sessions: dict[StreamSession, Principal] = dataclasses.field(default_factory=dict)
     stream_ids: Iterator[int] = dataclasses.field(default_factory=itertools.count)
+    database_state: str = "unknown"  #: the cached Postgres check: up, down or unknown
+    database_error: str = ""
+    _tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
 
     def resync_all(self) -> None:
-        """The subscriber recovered: every open stream catches up."""
-        for sess in list(self.sessions):
-            sess.resync()
+        """The subscriber recovered: every open stream catches up (heads read once per topic)."""
+        task = asyncio.get_running_loop().create_task(self._resync(list(self.sessions)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resync(self, sessions: list[StreamSession]) -> None:
+        by_topic: dict[str, list[StreamSession]] = {}
+        for sess in sessions:
+            by_topic.setdefault(sess.topic, []).append(sess)
+        topics = sorted(by_topic)
+        for i in range(0, len(topics), 500):
+            batch = topics[i:i + 500]
+            try:
+                heads = await self.store.topic_heads(batch)
+            except Exception as exc:
+                log.warning("resync head read failed", extra={"topics": len(batch),
+                                                              "error": exc.__class__.__name__})
+                heads, failure = {}, exc.__class__.__name__
+            else:
+                failure = "topic row missing"
+            for topic in batch:
+                for sess in by_topic[topic]:
+                    head = heads.get(topic)
+                    if head is not None:
+                        sess.resync_to(head)
+                    else:
+                        sess.resync_failed(failure)
+
+    async def check_database(self) -> None:
+        """Refresh the cached Postgres check (readiness reads the cache, never the database)."""
+        try:
+            async with asyncio.timeout(max(1.0, self.settings.db_acquire_timeout_s)):
+                await self.store.ping()
+        except Exception as exc:
+            self.database_state, self.database_error = "down", exc.__class__.__name__
+        else:
+            self.database_state, self.database_error = "up", ""
+        self.metrics.database_up.set(1.0 if self.database_state == "up" else 0.0)
+
+    async def reauthorize_open_streams(self) -> int:
+        """End every open stream whose token has been revoked; return how many."""
+        items = list(self.sessions.items())
+        ended = 0
+        for i in range(0, len(items), 1000):
+            batch = items[i:i + 1000]
+            revoked = await self.revocations.revoked([p for _, p in batch])
+            for (sess, _), bad in zip(batch, revoked, strict=True):
+                if bad:
+                    sess.end("revoked")
+                    ended += 1
+        return ended
 
 
 class BodyLimit:
-    """ASGI middleware: answer 413 when a ``POST /events`` body exceeds the limit."""
+    """ASGI middleware for ``POST /events``: 413 over the byte limit, 422 nested too deep.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    The depth is checked on the raw bytes, before any parser recurses into them.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, max_depth: int = 32) -> None:
+        self.app, self.limit, self.max_depth = app, limit, max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Buffer the body up to the limit, then hand it on (or refuse it)."""
+        """Buffer the body up to the limit, refuse deep nesting, then hand it on."""
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/events":
             await self.app(scope, receive, send)
             return
@@ -91,16 +160,55 @@ class BodyLimit:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
+        if too_deep(body, self.max_depth + 1):  # the body object itself is one level
+            await JSONResponse({"detail": [{
+                "loc": ["body", "data"], "type": "value_error",
+                "msg": f"data nests deeper than {self.max_depth} levels (SSELAB_MAX_JSON_DEPTH)",
+            }]}, status_code=422)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+_QUERY_SECRET = re.compile(r"((?:^|[?&])(?:ticket|access_token)=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Blank ``ticket=`` and ``access_token=`` values in uvicorn's access log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the request path argument; always keep the record."""
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            if isinstance(args[2], str) and "=" in args[2]:
+                args[2] = _QUERY_SECRET.sub(r"\1REDACTED", args[2])
+                record.args = tuple(args)
+        return True
+
+
+def _install_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+
+
+async def _every(period: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``job`` every ``period`` seconds; a failure is logged and the loop goes on."""
+    while True:
+        try:
+            await job()
+        except Exception as exc:
+            log.warning(f"{what} failed", extra={"error": exc.__class__.__name__})
+        await asyncio.sleep(period)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -112,32 +220,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service from ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
     configure(settings.log_level)
+    _install_redaction()
     metrics = Metrics()
     store = Store(settings.database_url, settings.db_schema,
                   replay_timeout_ms=settings.replay_timeout_ms,
-                  topic_sequence=settings.fixes.topic_sequence, max_size=settings.db_pool_max)
+                  topic_sequence=settings.fixes.topic_sequence, max_size=settings.db_pool_max,
+                  acquire_timeout=settings.db_acquire_timeout_s,
+                  max_waiting=settings.db_max_waiting, replay_max_bytes=settings.replay_max_bytes)
     holder: list[Runtime] = []
     bus = Bus(redis_url=settings.redis_url, subscriber_url=settings.subscriber_redis_url,
               namespace=settings.namespace, replica=settings.replica,
               cfg=settings.subscriber_config(), metrics=metrics, retry_s=settings.redis_retry_s,
-              on_resync=lambda: holder[0].resync_all())
+              on_resync=lambda: holder[0].resync_all(),
+              key=bus_key(settings.secret) if settings.bus_signing else None,
+              max_data_bytes=settings.max_event_bytes)
     rt = Runtime(settings=settings, metrics=metrics, store=store, bus=bus,
+                 revocations=Revocations(bus.publisher, settings.namespace,
+                                         max_ttl=settings.max_token_ttl_s),
+                 admission=Admission(per_token=settings.max_streams_per_token,
+                                     per_address=settings.max_streams_per_address,
+                                     total=settings.max_streams),
                  session_cfg=settings.session_config())
     holder.append(rt)
 
-    async def retention() -> None:
-        period = max(1.0, min(60.0, settings.retention_s / 2))
-        while True:
-            await asyncio.sleep(period)
-            try:
-                pruned = await store.prune(older_than_s=settings.retention_s)
-                if pruned:
-                    log.info("retention pruned events", extra={"rows": pruned})
-            except Exception as exc:
-                log.warning("retention prune failed", extra={"error": repr(exc)})
+    async def maintenance() -> None:
+        if settings.retention_s > 0:
+            pruned = await store.prune(older_than_s=settings.retention_s)
+            if pruned:
+                log.info("retention pruned events", extra={"rows": pruned})
+        await store.prune_idempotency(settings.idempotency_ttl_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.insecure_dev_key:
+            log.warning("SSELAB_INSECURE_DEV_KEY is set: tokens are signed with the development "
+                        "key published in the source; anyone can mint them. Never in production.")
         tracer = trace.from_env()
         if tracer is not None:
             tracer.env("config", role="server", replica=settings.replica,
@@ -147,28 +264,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        sentinel_timeout_s=settings.sentinel_timeout_s)
         await store.open()
         await bus.start()
-        pruner = asyncio.create_task(retention()) if settings.retention_s > 0 else None
-        log.info("sselab service started", extra={"replica": settings.replica,
-                                                  "fixes": str(settings.fixes)})
+        await rt.check_database()
+        jobs = [asyncio.create_task(_every(settings.db_check_s, rt.check_database,
+                                           "database check")),
+                asyncio.create_task(_every(max(1.0, min(60.0, settings.retention_s / 2 or 60.0)),
+                                           maintenance, "maintenance"))]
+        if settings.fixes.reauthorize:
+            jobs.append(asyncio.create_task(_every(settings.reauth_interval_s,
+                                                   rt.reauthorize_open_streams,
+                                                   "re-authorising open streams")))
+        log.info("sselab service started", extra={"fixes": str(settings.fixes)})
         try:
             yield
         finally:
-            if pruner is not None:
-                pruner.cancel()
+            for job in jobs:
+                job.cancel()
             for sess in list(rt.sessions):
-                sess.queue.put_nowait(None)
+                sess.end("shutdown")
             await bus.stop()
             await store.close()
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="sselab service",
         version="0.1.0",
         description="Server-Sent Events whose every reconnect, replay, heartbeat and health "
                     "decision is taken by sselab's verified state machines.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.runtime = rt
-    app.add_middleware(BodyLimit, limit=settings.max_event_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_event_bytes,
+                       max_depth=settings.max_json_depth)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins),
+            allow_credentials=settings.cors_credentials, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+            expose_headers=["Retry-After", "Idempotent-Replayed"], max_age=600)
     app.add_exception_handler(HTTPError, _http_error)
     app.include_router(router)
     return app

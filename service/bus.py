@@ -13,30 +13,45 @@ the link is dialled with redis-py's own retries switched off, and when it drops
 it is dialled again after ``SSELAB_REDIS_RETRY_S`` -- what ioredis does on its
 own. That redial is the library's behaviour the machine takes as input
 (``Reconnecting`` then ``Ready``), not a decision about health.
+
+The bus trusts nothing it hears. Every event message is checked against a
+strict schema with ranges (:func:`decode_message`) and, when signing is on (the
+default), its HMAC-SHA256 under a key derived from ``SSELAB_SECRET``: a client
+that can reach Redis but does not hold the key cannot inject events. A message
+that fails is dropped, logged and counted (``sselab_bus_rejected_total{reason}``);
+it never reaches a machine and never drops the link. Redis AUTH/ACL and TLS come
+with the URL (``rediss://user:password@host:port/0``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import math
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from model import subscriber
-from model.core import Action, CancelTimer, EventId, Log, StartTimer
+from model.core import CancelTimer, EventId, Handlers, Log, StartTimer, dispatch
 from model.subscriber import HealthView, SubscriberConfig
 from service import trace
+from service.auth import USER_PATTERN
+from service.frames import encode_frame
 from service.logs import log_action
 from service.metrics import Metrics
 from service.timers import LoopTimers, Timers
 
-__all__ = ["Bus", "LiveMessage", "decode_message", "encode_message"]
+__all__ = ["BadMessage", "Bus", "LiveMessage", "bus_key", "decode_message", "encode_message"]
 
 log = logging.getLogger("sselab.bus")
 
@@ -49,20 +64,78 @@ class LiveMessage(NamedTuple):
     type: str
     data: str  #: the event's JSON text
     committed_at: float  #: Unix seconds
+    frame: bytes = b""  #: its SSE frame, encoded once on arrival (not on the wire)
 
 
-def encode_message(msg: LiveMessage) -> str:
-    """The bus wire form of an event."""
-    return json.dumps({"topic": msg.topic, "epoch": msg.event_id.epoch, "seq": msg.event_id.seq,
+#: Largest epoch or seq a message may carry (ids stay exact as JSON numbers).
+MAX_ID = 2**53 - 1
+_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
+_USER = re.compile(USER_PATTERN)
+_FIELDS = frozenset({"topic", "epoch", "seq", "type", "data", "at"})
+_CONTROL = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
+_SIGNED = b"v1."
+
+
+class BadMessage(ValueError):
+    """A bus message that is refused; ``reason`` is its metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def bus_key(secret: str) -> bytes:
+    """The HMAC key of bus messages, derived from the token key (never the key itself)."""
+    return hashlib.sha256(b"sselab-bus-v1\x00" + secret.encode()).digest()
+
+
+def encode_message(msg: LiveMessage, key: bytes | None = None) -> bytes:
+    """The bus wire form of an event: its JSON, or ``v1.<hmac>.<json>`` with a key."""
+    body = json.dumps({"topic": msg.topic, "epoch": msg.event_id.epoch, "seq": msg.event_id.seq,
                        "type": msg.type, "data": msg.data, "at": msg.committed_at},
-                      separators=(",", ":"))
+                      separators=(",", ":")).encode()
+    if key is None:
+        return body
+    return _SIGNED + hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b"." + body
 
 
-def decode_message(raw: bytes | str) -> LiveMessage:
-    """Parse the bus wire form of an event."""
-    obj = json.loads(raw)
-    return LiveMessage(obj["topic"], EventId(int(obj["epoch"]), int(obj["seq"])), obj["type"],
-                       obj["data"], float(obj["at"]))
+def _no_constant(name: str) -> Any:
+    raise BadMessage("json", f"{name} is not JSON")
+
+
+def decode_message(raw: bytes | str, key: bytes | None = None, *,
+                   max_data_bytes: int = 1 << 20) -> LiveMessage:
+    """Parse and check a bus message (schema, ranges, and its signature when ``key`` is set)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > max_data_bytes + 1024:
+        raise BadMessage("size", f"message of {len(data)} bytes")
+    if key is not None:
+        if not data.startswith(_SIGNED) or data[67:68] != b".":
+            raise BadMessage("signature", "unsigned message")
+        sig, body = data[3:67], data[68:]
+        if not hmac.compare_digest(sig, hmac.new(key, body, hashlib.sha256).hexdigest().encode()):
+            raise BadMessage("signature", "bad signature")
+        data = body
+    try:
+        obj = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadMessage("json", "not JSON") from exc
+    if not isinstance(obj, dict) or obj.keys() != _FIELDS:
+        raise BadMessage("schema", "expected exactly topic, epoch, seq, type, data, at")
+    topic, epoch, seq, type_, text, at = (obj["topic"], obj["epoch"], obj["seq"], obj["type"],
+                                          obj["data"], obj["at"])
+    if not isinstance(topic, str) or not _USER.match(topic):
+        raise BadMessage("schema", "bad topic")
+    for value in (epoch, seq):
+        if type(value) is not int or not 1 <= value <= MAX_ID:
+            raise BadMessage("range", f"ids are whole numbers 1..{MAX_ID}")
+    if not isinstance(type_, str) or not _TYPE.match(type_) or type_ in _CONTROL:
+        raise BadMessage("schema", "bad type")
+    if not isinstance(text, str) or len(text) > max_data_bytes or "\x00" in text:
+        raise BadMessage("schema", "bad data")
+    if type(at) not in (int, float) or not math.isfinite(at) or not 0 <= at < 1e11:
+        raise BadMessage("range", "bad commit time")
+    return LiveMessage(topic, EventId(epoch, seq), type_, text, float(at))
 
 
 Listener = Callable[[LiveMessage], None]
@@ -74,8 +147,11 @@ class Bus:
     def __init__(self, *, redis_url: str, subscriber_url: str, namespace: str, replica: str,
                  cfg: SubscriberConfig, metrics: Metrics, retry_s: float = 0.5,
                  on_resync: Callable[[], None] = lambda: None,
-                 timers: Timers | None = None) -> None:
+                 timers: Timers | None = None, key: bytes | None = None,
+                 max_data_bytes: int = 1 << 20) -> None:
         self.cfg = cfg
+        self._key = key
+        self._max_data_bytes = max_data_bytes
         self.metrics = metrics
         self.namespace = namespace
         self.replica = replica
@@ -88,9 +164,14 @@ class Bus:
         self._on_resync = on_resync
         self._timers = timers
         # A bounded pool that waits for a free connection: redis-py's default pool
-        # raises "Too many connections" past 100 concurrent publishes.
+        # raises "Too many connections" past 100 concurrent publishes. A command whose
+        # connection dropped (a Redis restart) is retried twice on a fresh one; a
+        # repeated PUBLISH is a duplicate the sessions drop.
         self.publisher = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=64, timeout=5, client_name=self.publisher_name))
+            redis_url, max_connections=64, timeout=5, client_name=self.publisher_name,
+            socket_connect_timeout=2, socket_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]))
         self.state = subscriber.initial()
         self._listeners: dict[str, set[Listener]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -98,6 +179,15 @@ class Bus:
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._trace = trace.from_env()
+        self._handlers: Handlers = {
+            StartTimer: self._start_timer,
+            CancelTimer: lambda a: self.timers.cancel(a.timer),
+            subscriber.PublishSentinel: self._sentinel,
+            subscriber.Resubscribe: self._resubscribe,
+            subscriber.ResyncStreams: lambda a: self._on_resync(),
+            subscriber.HealthChanged: lambda a: self.metrics.set_health(a.health),
+            Log: lambda a: log_action(log, a, replica=self.replica),
+        }
 
     # ------------------------------------------------------------ machine
 
@@ -114,28 +204,20 @@ class Bus:
         if self._trace is not None:
             self._trace.step("subscriber", self.replica, event, self.state.health.value, actions,
                              now=self.timers.now())
-        for action in actions:
-            self._perform(action)
+        dispatch(self._handlers, actions, shell="service.bus")
 
-    def _perform(self, action: Action) -> None:
-        if isinstance(action, StartTimer):
-            name = action.timer
-            self.timers.start(name, action.at, lambda: self.feed(
-                subscriber.TimerFired(now=self.timers.now(), timer=name)))
-        elif isinstance(action, CancelTimer):
-            self.timers.cancel(action.timer)
-        elif isinstance(action, subscriber.PublishSentinel):
-            self.metrics.sentinels_sent.inc()
-            self._spawn(self._publish_sentinel(action.token))
-        elif isinstance(action, subscriber.Resubscribe):
-            if self._link is not None:
-                self._link.cancel()  # tear the link down; the runner dials a new one
-        elif isinstance(action, subscriber.ResyncStreams):
-            self._on_resync()
-        elif isinstance(action, subscriber.HealthChanged):
-            self.metrics.set_health(action.health)
-        elif isinstance(action, Log):
-            log_action(log, action, replica=self.replica)
+    def _start_timer(self, action: StartTimer) -> None:
+        name = action.timer
+        self.timers.start(name, action.at, lambda: self.feed(
+            subscriber.TimerFired(now=self.timers.now(), timer=name)))
+
+    def _sentinel(self, action: subscriber.PublishSentinel) -> None:
+        self.metrics.sentinels_sent.inc()
+        self._spawn(self._publish_sentinel(action.token))
+
+    def _resubscribe(self, action: subscriber.Resubscribe) -> None:
+        if self._link is not None:
+            self._link.cancel()  # tear the link down; the runner dials a new one
 
     def view(self) -> HealthView:
         """What ``/health/ready`` shows now."""
@@ -156,26 +238,43 @@ class Bus:
                 del self._listeners[topic]
 
     def dispatch(self, channel: str, data: bytes | str) -> None:
-        """Handle one pub/sub message: a sentinel, or an event for local streams."""
+        """Handle one pub/sub message: a sentinel, or an event for local streams.
+
+        Nothing a message holds can break the link: a bad one is counted and dropped,
+        and a listener's error is logged and contained.
+        """
         if channel == self.sentinel_channel:
             try:
                 token = int(data)
             except ValueError:
+                token = -1
+            if not 0 <= token < 2**63:
+                self.metrics.bus_rejected.labels(reason="sentinel").inc()
                 return
             self.metrics.sentinel_round_trips.inc()
             self.feed(subscriber.SentinelReceived(now=self.timers.now(), token=token))
             return
         try:
-            msg = decode_message(data)
-        except (ValueError, KeyError, TypeError):
-            log.warning("undecodable bus message", extra={"channel": channel})
+            msg = decode_message(data, self._key, max_data_bytes=self._max_data_bytes)
+        except BadMessage as exc:
+            self.metrics.bus_rejected.labels(reason=exc.reason).inc()
+            log.warning("bus message refused", extra={"reason": exc.reason, "detail": str(exc)})
             return
-        for listener in list(self._listeners.get(msg.topic, ())):
-            listener(msg)
+        listeners = self._listeners.get(msg.topic)
+        if not listeners:
+            return
+        msg = msg._replace(frame=encode_frame(str(msg.event_id), msg.type, msg.data))
+        for listener in list(listeners):
+            try:
+                listener(msg)
+            except Exception:
+                self.metrics.listener_errors.inc()
+                log.exception("a stream failed to take a live event",
+                              extra={"topic": msg.topic})
 
     async def publish(self, msg: LiveMessage) -> None:
-        """Publish a committed event to every replica."""
-        await self.publisher.publish(self.events_channel, encode_message(msg))
+        """Publish a committed event to every replica (signed when the bus has a key)."""
+        await self.publisher.publish(self.events_channel, encode_message(msg, self._key))
 
     # ------------------------------------------------------------ the link
 

@@ -283,6 +283,8 @@ class EventStreamClient:
 
     def _on_frame(self, generation: int, sse: ServerSentEvent) -> None:
         now = self.timers.now()
+        if not sse.data and sse.event in ("", "message"):
+            return  # a frame holding only ``retry:`` (or nothing): not a message
         if sse.event == "heartbeat":
             self._report(generation, machine.HeartbeatReceived(now=now))
         elif sse.event == "replay-truncated":

@@ -41,6 +41,26 @@ class Metrics:
         self.heartbeats = Counter("sselab_heartbeats_sent", "Heartbeats written", registry=r)
         self.stream_rejections = Counter("sselab_stream_rejections", "Streams refused",
                                          ["status"], registry=r)
+        self.streams_ended = Counter("sselab_streams_ended",
+                                     "Streams the server ended, by reason (expired, revoked, "
+                                     "slow-consumer, shutdown, resync-failed, ...)", ["reason"],
+                                     registry=r)
+        self.slow_consumers = Counter("sselab_slow_consumers",
+                                      "Streams closed because the client did not keep up "
+                                      "(buffer full, or a send timed out)", ["reason"], registry=r)
+        self.refused = Counter("sselab_requests_refused",
+                               "Requests refused by a cap or an unavailable resource",
+                               ["reason", "status"], registry=r)
+        self.bus_rejected = Counter("sselab_bus_rejected",
+                                    "Bus messages refused (json, schema, range, signature, size, "
+                                    "sentinel)", ["reason"], registry=r)
+        self.listener_errors = Counter("sselab_bus_listener_errors",
+                                       "Live events a local stream failed to take", registry=r)
+        self.idempotent_replays = Counter("sselab_idempotent_replays",
+                                          "Publishes answered from their Idempotency-Key",
+                                          registry=r)
+        self.database_up = Gauge("sselab_database_up",
+                                 "1 when the last cached Postgres check passed", registry=r)
         self.fanout_latency = Histogram(
             "sselab_fanout_seconds", "Publish commit to stream write, seconds",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

@@ -14,6 +14,21 @@ per topic and commit in order. Off (the seed's code), seqs come from one shared
 SEQUENCE before the row lock, so a topic's seqs have holes and two publishes can
 commit out of order.
 
+* ``idempotency(owner, key, request, topic, epoch, seq, created_at)`` -- a publish's
+  ``Idempotency-Key``, written in the publish's own transaction, so a retried
+  publish after an ambiguous error answers the first one's id instead of a copy.
+
+Three pools, so a reconnect storm cannot starve publishes: ``publish_pool``,
+``pool`` (stream opens, head reads, snapshots, maintenance) and ``replay_pool``
+(its own ``application_name`` and ``statement_timeout``). Each checks a connection
+before handing it out, waits at most ``acquire_timeout`` seconds and queues at
+most ``max_waiting`` callers; past that it raises :class:`Unavailable`, which the
+endpoints answer with 503 and ``Retry-After``.
+
+Bytes are bounded too: a replay that would read more than ``replay_max_bytes``
+raises :class:`ReplayTooLarge` (the session says ``replay-failed`` and the client
+re-hydrates from the paginated snapshot), and a snapshot page stops at its byte cap.
+
 The store performs queries; it decides nothing about replays: the session machine
 chose ``after``, ``upto`` and ``limit``.
 """
@@ -25,12 +40,13 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from model.core import EventId
 from model.session import TopicHead
 
-__all__ = ["REPLAY_APPLICATION", "OpenInfo", "ReplayResult", "Snapshot", "Store", "StoredEvent"]
+__all__ = ["REPLAY_APPLICATION", "IdempotencyConflict", "OpenInfo", "ReplayResult",
+           "ReplayTooLarge", "Snapshot", "Store", "StoredEvent", "Unavailable"]
 
 #: ``application_name`` of replay connections (operators and tests find them by it).
 REPLAY_APPLICATION = "sselab-replay"
@@ -64,6 +80,26 @@ class Snapshot(NamedTuple):
 
     head: EventId
     events: tuple[StoredEvent, ...]
+    more: bool = False  #: older events exist before ``events[0]`` (ask with ``before``)
+
+
+class Unavailable(Exception):
+    """No connection within the acquire timeout, or too many callers already waiting."""
+
+    client_reason = "database busy"
+
+
+class ReplayTooLarge(Exception):
+    """A replay would read more than the byte cap."""
+
+    client_reason = "replay over the byte limit; re-hydrate from the snapshot"
+
+
+class IdempotencyConflict(Exception):
+    """An ``Idempotency-Key`` was used before for a different request."""
+
+
+_POOL_ERRORS = (PoolTimeout, TooManyRequests)
 
 
 _SCHEMA = """
@@ -85,6 +121,16 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     PRIMARY KEY (topic, seq)
 );
 CREATE INDEX IF NOT EXISTS events_created_at ON {s}.events (created_at);
+CREATE TABLE IF NOT EXISTS {s}.idempotency (
+    owner text NOT NULL,
+    key text NOT NULL,
+    request text NOT NULL,
+    topic text,
+    epoch bigint,
+    seq bigint,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (owner, key)
+);
 """
 
 
@@ -92,34 +138,57 @@ class Store:
     """Postgres access through two pools: general work, and replays (own name, timeout)."""
 
     def __init__(self, database_url: str, schema: str, *, replay_timeout_ms: int = 5000,
-                 topic_sequence: bool = True, min_size: int = 1, max_size: int = 10) -> None:
+                 topic_sequence: bool = True, min_size: int = 1, max_size: int = 10,
+                 acquire_timeout: float = 2.0, max_waiting: int = 200,
+                 replay_max_bytes: int = 2 * 1024 * 1024) -> None:
         self.schema = schema
         self.replay_timeout_ms = replay_timeout_ms
         self.topic_sequence = topic_sequence
+        self.replay_max_bytes = replay_max_bytes
         self._s = sql.Identifier(schema)
-        self.pool = AsyncConnectionPool(
-            database_url, min_size=min_size, max_size=max_size, open=False,
-            kwargs={"autocommit": True, "application_name": "sselab"})
-        self.replay_pool = AsyncConnectionPool(
-            database_url, min_size=1, max_size=max_size, open=False,
-            kwargs={"autocommit": True, "application_name": REPLAY_APPLICATION},
-            check=AsyncConnectionPool.check_connection)
+
+        def pool(name: str, application: str) -> AsyncConnectionPool:
+            return AsyncConnectionPool(
+                database_url, min_size=min_size, max_size=max_size, open=False, name=name,
+                timeout=acquire_timeout, max_waiting=max_waiting,
+                check=AsyncConnectionPool.check_connection,
+                kwargs={"autocommit": True, "application_name": application,
+                        "connect_timeout": max(2, int(acquire_timeout) + 1)})
+
+        self.pool = pool("streams", "sselab")
+        self.publish_pool = pool("publish", "sselab-publish")
+        self.replay_pool = pool("replay", REPLAY_APPLICATION)
+
+    def _pools(self) -> tuple[AsyncConnectionPool, ...]:
+        return (self.pool, self.publish_pool, self.replay_pool)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Each pool's psycopg-pool statistics (size, waiting, ...)."""
+        return {p.name: p.get_stats() for p in self._pools()}
 
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._s)
 
     async def open(self) -> None:
         """Open the pools and create the schema if it is missing."""
-        await self.pool.open(wait=True, timeout=10)
-        await self.replay_pool.open(wait=True, timeout=10)
-        async with self.pool.connection() as conn, conn.transaction():
+        for p in self._pools():
+            await p.open(wait=True, timeout=10)
+        async with self.pool.connection(timeout=10) as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sselab-schema'))")
             await conn.execute(self._q(_SCHEMA))
 
     async def close(self) -> None:
-        """Close both pools."""
-        await self.replay_pool.close()
-        await self.pool.close()
+        """Close the pools."""
+        for p in self._pools():
+            await p.close()
+
+    async def ping(self) -> None:
+        """One ``SELECT 1`` on the streams pool (readiness); raises when it cannot."""
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
 
     async def drop_schema(self) -> None:
         """Drop the whole schema (tests and benchmarks clean up with it)."""
@@ -134,6 +203,17 @@ class Store:
 
     async def publish(self, topic: str, type_: str, data: Any) -> tuple[EventId, float]:
         """Commit one event; return its id and commit time (Unix seconds)."""
+        event_id, created, _ = await self.publish_once(topic, type_, data)
+        return event_id, created
+
+    async def publish_once(self, topic: str, type_: str, data: Any, *,
+                           idempotency: tuple[str, str, str] | None = None
+                           ) -> tuple[EventId, float, bool]:
+        """Commit one event; with ``(owner, key, request)`` at most once per key.
+
+        Returns the id, the commit time and whether it was an earlier publish's
+        answer (the key was seen before, for the same request).
+        """
         payload = json.dumps(data, separators=(",", ":"))
         if self.topic_sequence:
             take = self._q("UPDATE {s}.topics SET head = head + 1 WHERE topic = %s "
@@ -143,38 +223,83 @@ class Store:
             take = self._q("WITH n AS (SELECT nextval('{s}.shared_seq') AS seq) "
                            "UPDATE {s}.topics SET head = GREATEST(head, n.seq) FROM n "
                            "WHERE topic = %s RETURNING epoch, n.seq")
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                row = await (await conn.execute(take, (topic,))).fetchone()
-                if row is None:  # the topic's first event: create its row, then take again
-                    await self._ensure_topic(conn, topic)
+        try:
+            async with self.publish_pool.connection() as conn:
+                async with conn.transaction():
+                    if idempotency is not None:
+                        earlier = await self._claim_key(conn, *idempotency)
+                        if earlier is not None:
+                            return earlier[0], earlier[1], True
                     row = await (await conn.execute(take, (topic,))).fetchone()
-                assert row is not None
-                epoch, seq = int(row[0]), int(row[1])
-                cur = await conn.execute(self._q(
-                    "INSERT INTO {s}.events (topic, seq, type, data) VALUES (%s, %s, %s, %s) "
-                    "RETURNING extract(epoch FROM created_at)::float8"),
-                    (topic, seq, type_, payload))
-                row = await cur.fetchone()
-                assert row is not None
-                created = float(row[0])
-        return EventId(epoch, seq), created
+                    if row is None:  # the topic's first event: create its row, then take again
+                        await self._ensure_topic(conn, topic)
+                        row = await (await conn.execute(take, (topic,))).fetchone()
+                    assert row is not None
+                    epoch, seq = int(row[0]), int(row[1])
+                    cur = await conn.execute(self._q(
+                        "INSERT INTO {s}.events (topic, seq, type, data) VALUES (%s, %s, %s, %s) "
+                        "RETURNING extract(epoch FROM created_at)::float8"),
+                        (topic, seq, type_, payload))
+                    row = await cur.fetchone()
+                    assert row is not None
+                    created = float(row[0])
+                    if idempotency is not None:
+                        await conn.execute(self._q(
+                            "UPDATE {s}.idempotency SET topic = %s, epoch = %s, seq = %s "
+                            "WHERE owner = %s AND key = %s"),
+                            (topic, epoch, seq, idempotency[0], idempotency[1]))
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
+        return EventId(epoch, seq), created, False
+
+    async def _claim_key(self, conn: psycopg.AsyncConnection[Any], owner: str, key: str,
+                         request: str) -> tuple[EventId, float] | None:
+        """Claim an idempotency key in this transaction; an earlier answer if it was used."""
+        cur = await conn.execute(self._q(
+            "INSERT INTO {s}.idempotency (owner, key, request) VALUES (%s, %s, %s) "
+            "ON CONFLICT (owner, key) DO NOTHING RETURNING 1"), (owner, key, request))
+        if await cur.fetchone() is not None:
+            return None
+        # The key's first transaction has committed (the insert waited for it).
+        cur = await conn.execute(self._q(
+            "SELECT i.request, i.epoch, i.seq, extract(epoch FROM e.created_at)::float8 "
+            "FROM {s}.idempotency i LEFT JOIN {s}.events e ON e.topic = i.topic AND e.seq = i.seq "
+            "WHERE i.owner = %s AND i.key = %s"), (owner, key))
+        row = await cur.fetchone()
+        if row is None or row[0] != request or row[1] is None:
+            raise IdempotencyConflict(key)
+        return EventId(int(row[1]), int(row[2])), float(row[3] or 0.0)
 
     async def open_info(self, topic: str, cursor_epoch: int | None) -> OpenInfo:
         """The topic row (created if missing) and the owner of ``cursor_epoch``, if any."""
-        async with self.pool.connection() as conn:
-            await self._ensure_topic(conn, topic)
-            cur = await conn.execute(self._q(
-                "SELECT epoch, head, floor, "
-                "(SELECT topic FROM {s}.topics WHERE epoch = %s) "
-                "FROM {s}.topics WHERE topic = %s"), (cursor_epoch, topic))
-            row = await cur.fetchone()
+        try:
+            async with self.pool.connection() as conn:
+                await self._ensure_topic(conn, topic)
+                cur = await conn.execute(self._q(
+                    "SELECT epoch, head, floor, "
+                    "(SELECT topic FROM {s}.topics WHERE epoch = %s) "
+                    "FROM {s}.topics WHERE topic = %s"), (cursor_epoch, topic))
+                row = await cur.fetchone()
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
         assert row is not None
         return OpenInfo(TopicHead(epoch=int(row[0]), head=int(row[1]), floor=int(row[2])), row[3])
 
     async def topic_head(self, topic: str) -> TopicHead:
         """The topic row as it is now (created if missing)."""
         return (await self.open_info(topic, None)).topic
+
+    async def topic_heads(self, topics: list[str]) -> dict[str, TopicHead]:
+        """The rows of many topics in one query (a resync reads each topic's head once)."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(self._q(
+                    "SELECT topic, epoch, head, floor FROM {s}.topics WHERE topic = ANY(%s)"),
+                    (topics,))
+                rows = await cur.fetchall()
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
+        return {r[0]: TopicHead(epoch=int(r[1]), head=int(r[2]), floor=int(r[3])) for r in rows}
 
     async def replay(self, topic: str, after: int, upto: int | None, limit: int | None
                      ) -> ReplayResult:
@@ -183,49 +308,73 @@ class Store:
         The floor is read in the same REPEATABLE READ transaction, so it describes
         exactly the rows returned.
         """
-        query = "SELECT seq, type, data::text, extract(epoch FROM created_at)::float8 " \
+        inner = "SELECT seq, type, data::text AS body, " \
+                "extract(epoch FROM created_at)::float8 AS created, " \
+                "sum(octet_length(data::text)) OVER (ORDER BY seq) AS running " \
                 "FROM {s}.events WHERE topic = %s AND seq > %s"
         params: list[Any] = [topic, after]
         if upto is not None:
-            query += " AND seq <= %s"
+            inner += " AND seq <= %s"
             params.append(upto)
-        query += " ORDER BY seq"
+        inner += " ORDER BY seq"
         if limit is not None:
-            query += " LIMIT %s"
+            inner += " LIMIT %s"
             params.append(limit)
-        async with self.replay_pool.connection() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(self.replay_timeout_ms)))
-            cur = await conn.execute(self._q(query), params)
-            rows = tuple(StoredEvent(int(r[0]), r[1], r[2], float(r[3]))
-                         for r in await cur.fetchall())
-            cur = await conn.execute(self._q("SELECT floor FROM {s}.topics WHERE topic = %s"),
-                                     (topic,))
-            floor_row = await cur.fetchone()
+        # Only the rows that start within the byte cap leave the server; the first row
+        # past it tells us the replay is too large.
+        query = "SELECT seq, type, body, created, running FROM (" + inner + ") r " \
+                "WHERE running - octet_length(body) <= %s ORDER BY seq"
+        params.append(self.replay_max_bytes)
+        try:
+            async with self.replay_pool.connection() as conn, conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                await conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(self.replay_timeout_ms)))
+                cur = await conn.execute(self._q(query), params)
+                fetched = await cur.fetchall()
+                cur = await conn.execute(self._q("SELECT floor FROM {s}.topics WHERE topic = %s"),
+                                         (topic,))
+                floor_row = await cur.fetchone()
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
+        if fetched and int(fetched[-1][4]) > self.replay_max_bytes:
+            raise ReplayTooLarge(f"over {self.replay_max_bytes} bytes")
+        rows = tuple(StoredEvent(int(r[0]), r[1], r[2], float(r[3])) for r in fetched)
         return ReplayResult(rows, int(floor_row[0]) if floor_row else 0)
 
-    async def snapshot(self, topic: str, limit: int, *, head_first: bool = True) -> Snapshot:
-        """The head and the ``limit`` latest events, read in the order the client asked.
+    async def snapshot(self, topic: str, limit: int, *, head_first: bool = True,
+                       before: int | None = None, max_bytes: int = 1 << 30) -> Snapshot:
+        """The head and the ``limit`` latest events (below seq ``before``), within ``max_bytes``.
 
-        Deliberately two statements, not one transaction: ``head_first=False`` is
-        the seed's order (snapshot, then head), kept so the bug can be shown.
+        A page holds at least one event; ``more`` says older events remain (ask again
+        with ``before`` = the first event's seq). Deliberately two statements, not one
+        transaction: ``head_first=False`` is the seed's order (snapshot, then head),
+        kept so the bug can be shown.
         """
-        async with self.pool.connection() as conn:
-            await self._ensure_topic(conn, topic)
-            head_q = self._q("SELECT epoch, head FROM {s}.topics WHERE topic = %s")
-            rows_q = self._q(
-                "SELECT seq, type, data::text, extract(epoch FROM created_at)::float8 "
-                "FROM {s}.events WHERE topic = %s ORDER BY seq DESC LIMIT %s")
-            if head_first:
-                head_row = await (await conn.execute(head_q, (topic,))).fetchone()
-                rows = await (await conn.execute(rows_q, (topic, limit))).fetchall()
-            else:
-                rows = await (await conn.execute(rows_q, (topic, limit))).fetchall()
-                head_row = await (await conn.execute(head_q, (topic,))).fetchone()
+        head_q = self._q("SELECT epoch, head FROM {s}.topics WHERE topic = %s")
+        rows_q = self._q(
+            "SELECT seq, type, body, created, running FROM ("
+            "SELECT seq, type, data::text AS body, extract(epoch FROM created_at)::float8 "
+            "AS created, sum(octet_length(data::text)) OVER (ORDER BY seq DESC) AS running "
+            "FROM {s}.events WHERE topic = %s AND seq < %s ORDER BY seq DESC LIMIT %s) r "
+            "WHERE running - octet_length(body) <= %s ORDER BY seq DESC")
+        params = (topic, before if before is not None else 2**62, limit + 1, max_bytes)
+        try:
+            async with self.pool.connection() as conn:
+                await self._ensure_topic(conn, topic)
+                if head_first:
+                    head_row = await (await conn.execute(head_q, (topic,))).fetchone()
+                    rows = await (await conn.execute(rows_q, params)).fetchall()
+                else:
+                    rows = await (await conn.execute(rows_q, params)).fetchall()
+                    head_row = await (await conn.execute(head_q, (topic,))).fetchone()
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
         assert head_row is not None
-        events = tuple(StoredEvent(int(r[0]), r[1], r[2], float(r[3])) for r in reversed(rows))
-        return Snapshot(EventId(int(head_row[0]), int(head_row[1])), events)
+        kept = [r for i, r in enumerate(rows[:limit]) if i == 0 or int(r[4]) <= max_bytes]
+        more = len(kept) < len(rows)
+        events = tuple(StoredEvent(int(r[0]), r[1], r[2], float(r[3])) for r in reversed(kept))
+        return Snapshot(EventId(int(head_row[0]), int(head_row[1])), events, more)
 
     async def prune(self, *, older_than_s: float | None = None, topic: str | None = None,
                     upto_seq: int | None = None) -> int:
@@ -246,3 +395,11 @@ class Store:
                 "SELECT coalesce(sum(n), 0) FROM upd"), params)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def prune_idempotency(self, older_than_s: float) -> int:
+        """Forget idempotency keys older than ``older_than_s`` seconds."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self._q(
+                "DELETE FROM {s}.idempotency WHERE created_at < now() - "
+                "make_interval(secs => %s)"), (older_than_s,))
+            return cur.rowcount

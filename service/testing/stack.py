@@ -155,9 +155,12 @@ class Server:
         return response.status_code, response.json()
 
 
-def token(user: str, *, role: str = "user", ttl: float = 600.0) -> str:
-    """A token signed with the test servers' secret."""
-    return issue_token(SECRET, user, role="publisher" if role == "publisher" else "user", ttl=ttl)
+def token(user: str, *, role: str = "user", ttl: float = 600.0,
+          topics: tuple[str, ...] = ("*",)) -> str:
+    """A token signed with the test servers' secret (a publisher's scoped to ``topics``)."""
+    if role == "publisher":
+        return issue_token(SECRET, user, role="publisher", ttl=ttl, topics=topics)
+    return issue_token(SECRET, user, role="user", ttl=ttl)
 
 
 PUBLISHER = token("publisher", role="publisher", ttl=3600)

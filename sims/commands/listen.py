@@ -54,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
 async def _listen(args: argparse.Namespace) -> int:
     from service.auth import issue_token
     from service.client import ClientEvent, EventStreamClient, SnapshotData
-    from service.config import DEV_SECRET
+    from service.config import cli_secret
 
-    secret = os.environ.get("SSELAB_SECRET", "").strip() or DEV_SECRET
     fixed: str | None = args.token
+    secret = "" if fixed else cli_secret("sselab listen")
+    if secret is None:
+        return 2
 
     def token() -> str:  # a fresh token on every reconnect
         return fixed or issue_token(secret, args.user, ttl=3600)

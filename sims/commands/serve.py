@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from model.fixes import Fixes, UnknownFixError
@@ -36,7 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
                         help="switch one fix off (name or F1..F5); repeatable")
     parser.add_argument("--access-log", action="store_true",
-                        help="log every request (off by default: query strings may hold tokens)")
+                        help="log every request (ticket and token values are redacted)")
+    parser.add_argument("--insecure-dev-key", action="store_true",
+                        help="without SSELAB_SECRET, sign with the published development key "
+                             "(a laptop only; warns on every start); same as "
+                             "SSELAB_INSECURE_DEV_KEY=1")
     parser.set_defaults(func=run)
 
 
@@ -47,15 +52,25 @@ def run(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.config import ConfigError, Settings
 
+    env = dict(os.environ)
+    if args.insecure_dev_key:
+        env["SSELAB_INSECURE_DEV_KEY"] = "1"
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(env)
     except ConfigError as exc:
         print(f"sselab serve: {exc}", file=sys.stderr)
         return 2
+    if settings.insecure_dev_key:
+        print("sselab serve: warning: signing with the published development key "
+              "(SSELAB_INSECURE_DEV_KEY); never in production", file=sys.stderr)
     fixes: Fixes = args.fixes if args.fixes is not None else settings.fixes
     if args.without:
         fixes = fixes.without(*args.without)
     settings = dataclasses.replace(settings, fixes=fixes)
+    # The process's concurrency limit: its stream cap plus room for publishes and probes
+    # (uvicorn answers 503 beyond it).
     uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=args.access_log,
-                timeout_graceful_shutdown=2, log_level=settings.log_level.lower())
+                timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 2,
+                limit_concurrency=settings.max_streams + 256,
+                log_level=settings.log_level.lower())
     return 0

@@ -47,7 +47,7 @@ def _frames(server: Server, user: str, *, last_event_id: str | None = None,
     frames = []
     for block in text.replace("\r\n", "\n").split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if fields:
+        if fields and set(fields) != {"retry"}:  # a retry-only frame dispatches nothing
             frames.append(fields)
     return frames
 
@@ -62,10 +62,14 @@ def test_http_contract(server_factory: Callable[..., Server], user: str) -> None
     assert [f["id"] for f in events] == ids[1:]
     assert events[0]["data"] == '{"i": 1}' or events[0]["data"] == '{"i":1}'
     assert any(f.get("event") == "heartbeat" for f in frames)
-    # the same resume through the query string (browsers cannot set headers)
-    text = _read_for(f"{url}/stream", 0.5, params={"access_token": token(user),
-                                                   "last_event_id": ids[1]})
+    # the same resume through the query string with a stream ticket (browsers cannot set
+    # headers); a bearer token in the query is refused by default, and anywhere but /stream
+    ticket = httpx.post(f"{url}/stream/ticket", headers=auth).json()["ticket"]
+    text = _read_for(f"{url}/stream", 0.5, params={"ticket": ticket, "last_event_id": ids[1]})
     assert f"id: {ids[2]}" in text and f"id: {ids[1]}" not in text
+    assert text.startswith("retry: ")  # a jittered reconnect delay comes first
+    assert httpx.get(f"{url}/stream", params={"access_token": token(user)}).status_code == 401
+    assert httpx.get(f"{url}/snapshot", params={"ticket": ticket}).status_code == 401
     # 400: malformed Last-Event-ID, header or query
     for params, headers in (({}, {**auth, "Last-Event-ID": "nope"}),
                             ({"last_event_id": "1-x"}, auth),
@@ -108,7 +112,7 @@ def test_http_contract(server_factory: Callable[..., Server], user: str) -> None
     # health, metrics, schema, snapshot
     ready = httpx.get(f"{url}/health/ready")
     assert ready.status_code == 200
-    assert set(ready.json()) >= {"ready", "state", "reason", "last_sentinel_age"}
+    assert set(ready.json()) >= {"ready", "state", "reason", "last_sentinel_age", "database"}
     assert httpx.get(f"{url}/health").json()["state"] == ready.json()["state"]
     assert httpx.get(f"{url}/health/live").status_code == 200
     metrics = httpx.get(f"{url}/metrics").text

@@ -25,7 +25,7 @@ from service.bus import Bus, LiveMessage, decode_message, encode_message
 from service.client import ClientEvent, EventStreamClient
 from service.metrics import Metrics
 from service.store import ReplayResult, StoredEvent
-from service.stream import Frame, StreamSession
+from service.stream import Outbox, StreamSession
 from service.timers import FakeTimers
 
 ALL_FIXES = Fixes()
@@ -41,11 +41,17 @@ async def settle(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-def drain(queue: asyncio.Queue[Frame | None]) -> list[Frame | None]:
-    out = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out
+Frame = tuple[str | None, str, str]
+
+
+def parse(frame: bytes) -> Frame:
+    """(id, event, data) of one encoded frame."""
+    fields = dict(line.split(": ", 1) for line in frame.decode().split("\r\n") if ": " in line)
+    return fields.get("id"), fields.get("event", ""), fields.get("data", "")
+
+
+def drain(outbox: Outbox) -> list[Frame]:
+    return [parse(f) for f in outbox.drain()]
 
 
 def row(seq: int) -> StoredEvent:
@@ -83,7 +89,7 @@ def test_stream_replays_within_the_limit_then_goes_live_in_order() -> None:
         sess.open(EventId(1, 7), TopicHead(epoch=1, head=10))
         await settle()
         assert queries == [(7, 10, 6)]  # bounded: limit + 1 rows, up to the head
-        ids = [f[0] for f in drain(sess.queue) if f]
+        ids = [f[0] for f in drain(sess.outbox)]
         assert ids == ["1-8", "1-9", "1-10", "1-11"]
     run(main)
 
@@ -95,11 +101,11 @@ def test_stream_truncates_a_large_gap_without_reading_and_sends_heartbeats() -> 
 
         sess, timers = make_session(replay)
         sess.open(EventId(1, 0), TopicHead(epoch=1, head=10))
-        frames = drain(sess.queue)
+        frames = drain(sess.outbox)
         assert frames[0] is not None and frames[0][1] == "replay-truncated"
         assert json.loads(frames[0][2]) == {"head": "1-10", "limit": 5, "reason": "gap"}
         timers.advance(2.5)
-        assert [f[1] for f in drain(sess.queue) if f] == ["heartbeat", "heartbeat"]
+        assert [f[1] for f in drain(sess.outbox)] == ["heartbeat", "heartbeat"]
         sess.close()
         assert timers.armed() == {}
     run(main)
@@ -115,7 +121,7 @@ def test_stream_replay_failure_is_signalled_only_with_the_fix(signal: bool) -> N
         sess, _ = make_session(replay, fixes=fixes)
         sess.open(EventId(1, 8), TopicHead(epoch=1, head=10))
         await settle()
-        types = [f[1] for f in drain(sess.queue) if f]
+        types = [f[1] for f in drain(sess.outbox)]
         assert types == (["replay-failed"] if signal else [])
     run(main)
 
@@ -130,7 +136,7 @@ def test_stream_resync_catches_up_from_the_cursor() -> None:
         sess.open(None, TopicHead(epoch=1, head=10))
         sess.resync()  # the head reader says 12
         await settle()
-        assert [f[0] for f in drain(sess.queue) if f] == ["1-11", "1-12"]
+        assert [f[0] for f in drain(sess.outbox) if f[1]] == ["1-11", "1-12"]
     run(main)
 
 
@@ -173,7 +179,9 @@ def test_bus_sentinel_round_trip_and_silent_death() -> None:
         msg = LiveMessage("alice", EventId(1, 3), "note", "{}", 1.5)
         bus.dispatch(bus.events_channel, encode_message(msg))
         bus.dispatch(bus.events_channel, encode_message(msg._replace(topic="bob")))
-        assert got == [msg] and decode_message(encode_message(msg)) == msg
+        assert [m._replace(frame=b"") for m in got] == [msg]
+        assert got[0].frame == b"id: 1-3\r\nevent: note\r\ndata: {}\r\n\r\n"  # encoded once
+        assert decode_message(encode_message(msg)) == msg
         timers.cancel_all()
         await bus.publisher.aclose()
     run(main)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+import jwt
 import pytest
 
 from model.fixes import Fixes
 from service.api import PublishRequest, check_json
-from service.auth import AuthError, issue_token, verify_token
-from service.config import ConfigError, Settings
+from service.auth import AuthError, issue_ticket, issue_token, may_publish, verify_token
+from service.config import DEV_SECRET, ConfigError, Settings, resolve_secret
 from service.timers import FakeTimers
 from sims.cli import build_parser
 
@@ -15,13 +18,13 @@ KEY = "k" * 32
 
 
 def test_settings_defaults_and_overrides() -> None:
-    s = Settings.from_env({})
+    s = Settings.from_env({"SSELAB_SECRET": KEY})
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.subscriber_redis_url == s.redis_url
     assert s.database_url == "postgresql://postgres@127.0.0.1:5432/test"
     assert (s.replay_limit, s.sentinel_interval_s, s.sentinel_timeout_s) == (1000, 30.0, 5.0)
     assert s.fixes == Fixes.all()
-    s = Settings.from_env({"SSELAB_REPLAY_LIMIT": "5", "SSELAB_FIXES": "all,-F3",
+    s = Settings.from_env({"SSELAB_SECRET": KEY, "SSELAB_REPLAY_LIMIT": "5", "SSELAB_FIXES": "all,-F3",
                            "SSELAB_HEARTBEAT_S": "0.5"})
     assert s.replay_limit == 5 and not s.fixes.heartbeat_guard and s.heartbeat_s == 0.5
     assert s.session_config().replay_limit == 5
@@ -32,19 +35,67 @@ def test_settings_defaults_and_overrides() -> None:
                                  {"SSELAB_FIXES": "F9"}, {"SSELAB_DB_SCHEMA": "a;drop"}])
 def test_settings_refuse_bad_values(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
-        Settings.from_env(env)
+        Settings.from_env({"SSELAB_SECRET": KEY, **env})
 
 
 def test_tokens() -> None:
-    token = issue_token(KEY, "alice", role="publisher", ttl=60)
+    token = issue_token(KEY, "alice", role="publisher", ttl=60, topics=["team-*", "bob"])
     principal = verify_token(KEY, token)
-    assert (principal.user, principal.role) == ("alice", "publisher")
+    assert (principal.user, principal.role) == ("alice", "publisher") and principal.token_id
+    assert may_publish(principal, "team-a") and may_publish(principal, "bob")
+    assert not may_publish(principal, "carol")
+    assert not may_publish(verify_token(KEY, issue_token(KEY, "u")), "u")  # users never publish
+    with pytest.raises(ValueError, match="needs topics"):
+        issue_token(KEY, "alice", role="publisher")
     with pytest.raises(AuthError, match="expired"):
         verify_token(KEY, issue_token(KEY, "alice", ttl=10, now=1000.0))
-    with pytest.raises(AuthError, match="invalid"):
+    with pytest.raises(AuthError, match="invalid") as exc:
         verify_token("o" * 32, token)
+    assert "Signature" not in exc.value.message  # PyJWT's own text never reaches a client
     with pytest.raises(AuthError, match="missing"):
         verify_token(KEY, None)
+    # the server's maximum lifetime
+    ten_years = issue_token(KEY, "alice", ttl=10 * 365 * 86400)
+    with pytest.raises(AuthError, match="lifetime over the maximum"):
+        verify_token(KEY, ten_years, max_ttl=86400)
+    # sub is validated like a publish's user: no NUL, no newline, not empty, not huge
+    for sub in ("a\x00b", "a\nb", "", "x" * 201):
+        forged = jwt.encode({"sub": sub, "iat": 1, "exp": 2**40, "jti": "j"}, KEY)
+        with pytest.raises(AuthError, match="bad 'sub'"):
+            verify_token(KEY, forged)
+    # a token without an id cannot be revoked, so it is refused
+    with pytest.raises(AuthError, match="'jti' claim is missing"):
+        verify_token(KEY, jwt.encode({"sub": "a", "iat": 1, "exp": 2**40}, KEY))
+
+
+def test_stream_tickets_are_short_lived_stream_only_and_keep_their_parent() -> None:
+    parent = verify_token(KEY, issue_token(KEY, "alice", ttl=600, now=1000.0), now=1000.0)
+    ticket = issue_ticket(KEY, parent, ttl=30, now=1000.0)
+    got = verify_token(KEY, ticket, ticket=True, now=1010.0)
+    assert got.ticket and got.user == "alice" and got.token_id == parent.token_id
+    assert got.expires_at == parent.expires_at  # the stream still ends with its parent
+    with pytest.raises(AuthError, match="expired"):
+        verify_token(KEY, issue_ticket(KEY, parent, ttl=1, now=time.time() - 10), ticket=True)
+    with pytest.raises(AuthError, match="not a bearer token"):
+        verify_token(KEY, ticket, now=1010.0)  # a ticket is no bearer token
+    with pytest.raises(AuthError, match="not a stream ticket"):
+        verify_token(KEY, issue_token(KEY, "alice"), ticket=True)
+
+
+def test_no_default_key() -> None:
+    with pytest.raises(ConfigError, match="SSELAB_SECRET is not set"):
+        Settings.from_env({})
+    with pytest.raises(ConfigError, match="at least 32"):
+        Settings.from_env({"SSELAB_SECRET": "short"})
+    with pytest.raises(ConfigError):
+        Settings()  # no key built in, programmatically either
+    dev = Settings.from_env({"SSELAB_INSECURE_DEV_KEY": "1"})
+    assert dev.insecure_dev_key and dev.secret == DEV_SECRET
+    assert resolve_secret({"SSELAB_SECRET": KEY}) == (KEY, False)
+    with pytest.raises(ConfigError, match="exact origin"):
+        Settings.from_env({"SSELAB_SECRET": KEY, "SSELAB_CORS_ORIGINS": "*"})
+    with pytest.raises(ConfigError, match="SSELAB_STREAM_BUFFER_FRAMES"):
+        Settings.from_env({"SSELAB_SECRET": KEY, "SSELAB_STREAM_BUFFER_FRAMES": "100"})
 
 
 def test_fake_timers_fire_in_order_and_honour_cancel_and_rearm() -> None:
@@ -77,7 +128,7 @@ def test_publish_validation() -> None:
 
 @pytest.mark.parametrize("argv", [
     ["serve", "--port", "x"], ["serve", "--fixes", "all,-F9"], ["serve", "--without", "nope"],
-    ["token"], ["token", "a", "--ttl", "-1"], ["publish", "a", "t", "{bad"],
+    ["token", "a", "--ttl", "-1"], ["publish", "a", "t", "{bad"],
     ["listen", "--last-event-id", "1-x"], ["listen", "--max-attempts", "0"],
 ])
 def test_cli_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,9 +141,38 @@ def test_cli_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 def test_cli_token_prints_a_verifiable_token(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSELAB_SECRET", "s" * 32)
-    args = build_parser().parse_args(["token", "bob", "--publisher", "--ttl", "60"])
+    args = build_parser().parse_args(["token", "bob", "--publisher", "--topic", "team-*",
+                                      "--ttl", "60"])
     assert args.func(args) == 0
     principal = verify_token("s" * 32, capsys.readouterr().out.strip())
-    assert (principal.user, principal.role) == ("bob", "publisher")
+    assert (principal.user, principal.role, principal.topics) == ("bob", "publisher", ("team-*",))
+    for argv, says in ((["token"], "USER is required"),
+                       (["token", "bob", "--publisher"], "needs --topic"),
+                       (["token", "bob", "--ttl", "999999"], "maximum lifetime"),
+                       (["token", "a\nb"], "no control characters")):
+        args = build_parser().parse_args(argv)
+        assert args.func(args) == 2 and says in capsys.readouterr().err
     args = build_parser().parse_args(["serve", "--fixes", "all,-F1", "--without", "F3"])
     assert not args.fixes.bounded_replay and args.without == ["heartbeat-guard"]
+
+
+@pytest.mark.parametrize("command", [["token", "bob"], ["publish", "bob", "t", "{}"],
+                                     ["listen", "--count", "1"], ["serve"]])
+def test_clis_refuse_to_run_without_a_key(command: list[str], capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSELAB_SECRET", raising=False)
+    monkeypatch.delenv("SSELAB_INSECURE_DEV_KEY", raising=False)
+    args = build_parser().parse_args(command)
+    assert args.func(args) == 2
+    assert "SSELAB_SECRET is not set" in capsys.readouterr().err
+
+
+def test_cli_dev_key_warns_on_every_run(capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSELAB_SECRET", raising=False)
+    monkeypatch.setenv("SSELAB_INSECURE_DEV_KEY", "1")
+    for _ in range(2):
+        args = build_parser().parse_args(["token", "bob"])
+        assert args.func(args) == 0
+        out = capsys.readouterr()
+        assert "development key" in out.err and verify_token(DEV_SECRET, out.out.strip())
