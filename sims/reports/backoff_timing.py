@@ -37,7 +37,7 @@ from model.backoff import (
     next_attempt_at,
     total_wait,
 )
-from model.core import StartTimer
+from model.core import EventId, StartTimer
 
 __all__ = ["FAMILY", "MAX_ATTEMPTS", "SETTINGS", "SPARSE_ATTEMPTS", "Z_LIMIT", "attempt_stats",
            "has_closed_form", "policies", "sample_delays", "table", "time_to_failed", "verdicts"]
@@ -95,7 +95,9 @@ def _run(cfg: cm.ClientConfig, rng: random.Random) -> list[float]:
     s = cm.initial()
     s, _ = cm.step(cfg, s, cm.Start(now=0.0))
     s, _ = cm.step(cfg, s, cm.StreamOpened(now=0.0))
-    s, _ = cm.step(cfg, s, cm.HeartbeatReceived(now=0.0))  # stable: the counter is reset
+    # a first event: stable (the counter is reset) and a cursor to resume from, so each
+    # reconnect is a stream attempt, not a re-hydration of a client that never had one
+    s, _ = cm.step(cfg, s, cm.EventReceived(now=0.0, event_id=EventId(0, 1)))
     now = 0.0
     delays: list[float] = []
     s, acts = cm.step(cfg, s, cm.StreamClosed(now=now, u=rng.random()))

@@ -33,7 +33,7 @@ import pandas as pd
 
 from model import client as cm
 from model.backoff import SEED_POLICY, BackoffPolicy, Kind, delay, parse_policy
-from model.core import StartTimer
+from model.core import EventId, StartTimer
 
 __all__ = ["DEFAULT", "HerdConfig", "POLICIES", "arrival_density", "closed_form_kinds", "compare",
            "per_bin", "per_second", "simulate_herd", "summarise"]
@@ -88,7 +88,8 @@ def simulate_herd(name: str, cfg: HerdConfig = DEFAULT, seed: int = 1,
         s = cm.initial()
         s, _ = cm.step(ccfg, s, cm.Start(now=-1.0))
         s, _ = cm.step(ccfg, s, cm.StreamOpened(now=-1.0))
-        s, _ = cm.step(ccfg, s, cm.HeartbeatReceived(now=-0.5))
+        # a first event: stable, with a cursor, so every retry is a stream attempt
+        s, _ = cm.step(ccfg, s, cm.EventReceived(now=-0.5, event_id=EventId(0, 1)))
         now = 0.0
         s, acts = cm.step(ccfg, s, cm.StreamClosed(now=now, u=rng.random()))
         while s.status is cm.Status.WAITING:

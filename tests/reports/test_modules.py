@@ -126,7 +126,7 @@ def test_outage_schedule_is_the_client_machines() -> None:
 
     from model import client as cm
     from model.backoff import SOCKETIO_POLICY
-    from model.core import StartTimer
+    from model.core import EventId, StartTimer
     from sims.reports import outage
 
     for policy in (SEED_POLICY, SOCKETIO_POLICY, aj.policy("decorrelated")):
@@ -135,7 +135,7 @@ def test_outage_schedule_is_the_client_machines() -> None:
         rng = random.Random(5)
         s, _ = cm.step(cfg, cm.initial(), cm.Start(now=-1.0))
         s, _ = cm.step(cfg, s, cm.StreamOpened(now=-1.0))
-        s, _ = cm.step(cfg, s, cm.HeartbeatReceived(now=-0.5))
+        s, _ = cm.step(cfg, s, cm.EventReceived(now=-0.5, event_id=EventId(0, 1)))
         s, acts = cm.step(cfg, s, cm.StreamClosed(now=0.0, u=rng.random()))
         machine = []
         while s.status is cm.Status.WAITING:
