@@ -27,6 +27,7 @@ import simpy
 
 from model import client as cm
 from model.core import CancelTimer, EventId, Log, StartTimer, dispatch
+from model.witness import AttemptsWitness, observe
 from sims.des.context import Context
 from sims.des.observer import FINE, NOTHING_MISSING_ALWAYS_OK, Observer
 from sims.des.wire import EVENT, HEARTBEAT, OPENED, REPLAY_FAILED, TRUNCATED, Conn
@@ -43,11 +44,9 @@ _C_CONNECTED = cm.Status.CONNECTED
 _C_CONNECTING = cm.Status.CONNECTING
 _C_FAILED = cm.Status.FAILED
 _R_RUNNING = cm.Rehydration.RUNNING
-_RECOVERY_INPUTS = (cm.Recover, cm.Online, cm.Visible)
 
 _client_step = cm.step
 _EventReceived = cm.EventReceived
-_Start = cm.Start
 
 
 class Clients:
@@ -112,7 +111,6 @@ class Clients:
         c = self._client()
         conn = Conn(c, a.last_event_id)
         c.conn = conn
-        c.real_attempts += 1
         c.connects += 1
         self.net.connect(conn)
 
@@ -138,9 +136,9 @@ class Client:
     """One browser tab: a SimPy process owning model.client's timers, fed by the network."""
 
     __slots__ = ("applied", "asleep", "beyond", "bo_at", "conn", "connects", "hb_at", "idle",
-                 "idx", "last_input_at", "max_attempts", "mismatch", "proc", "real_attempts",
-                 "rehydrate_lost", "rehydrate_token", "retry_gen", "shell", "sleep_until",
-                 "start_at", "started", "state", "topic", "wake_at", "waking")
+                 "idx", "last_input_at", "max_attempts", "mismatch", "proc", "rehydrate_lost",
+                 "rehydrate_token", "retry_gen", "shell", "sleep_until", "start_at", "started",
+                 "state", "topic", "wake_at", "waking", "witness")
 
     def __init__(self, shell: Clients, idx: int, topic: int, start_at: float) -> None:
         self.shell = shell
@@ -161,7 +159,7 @@ class Client:
         self.beyond: list[int] = []  #: applied seqs above a hole (only ever after a bug)
         self.rehydrate_token = 0
         self.rehydrate_lost = False
-        self.real_attempts = 0
+        self.witness = AttemptsWitness()  #: attempts really started since the last stable stream
         self.max_attempts = 0
         self.connects = 0
         self.mismatch = 0
@@ -305,19 +303,17 @@ class Client:
         shell.ctx.client_steps += 1
         self.last_input_at = inp.now
         old = self.state
-        kind_in = inp.__class__
-        if kind_in is _Start or (old.status is _C_FAILED and kind_in in _RECOVERY_INPUTS):
-            self.real_attempts = 0  # the machine's counter restarts here too: Start, recover()
         st, actions = _client_step(shell.cfg, old, inp)
         self.state = st
         outer = shell.current
         shell.current = self
         dispatch(shell.handlers, actions, shell="the fleet's client shell")
         shell.current = outer
+        self.witness = observe(self.witness, inp, old, st, actions)
         attempts = st.attempts
         if attempts > self.max_attempts:
             self.max_attempts = attempts
-        gap = attempts - self.real_attempts
+        gap = attempts - self.witness.started
         if gap:
             gap = abs(gap)
             if gap > self.mismatch:
@@ -378,29 +374,17 @@ class Client:
             code = frame[0]
             if code == EVENT:
                 conn.wire.popleft()
-                if not conn.stable_seen:
-                    conn.stable_seen = True
-                    self.real_attempts = 0
                 feed(_EventReceived(now=now, event_id=EventId(0, frame[1])))
             elif code == HEARTBEAT:
-                if not conn.stable_seen:
-                    conn.stable_seen = True
-                    self.real_attempts = 0
                 feed(cm.HeartbeatReceived(now=now))
             elif code == OPENED:
                 conn.opened = True
                 feed(cm.StreamOpened(now=now))
             elif code == TRUNCATED:
                 conn.signals -= 1
-                if not conn.stable_seen:
-                    conn.stable_seen = True
-                    self.real_attempts = 0
                 feed(cm.ReplayTruncated(now=now, head=EventId(0, frame[1]), reason=frame[2]))
             elif code == REPLAY_FAILED:
                 conn.signals -= 1
-                if not conn.stable_seen:
-                    conn.stable_seen = True
-                    self.real_attempts = 0
                 feed(cm.ReplayFailed(now=now, reason=frame[1]))
             else:  # REFUSED: the attempt failed before the stream opened
                 self.conn = None

@@ -4,7 +4,8 @@ The one place that reads the shell's state to state
 :class:`~model.invariants.StaleFacts` for a client: is it live, how many events
 committed to its topic does it miss, how many of those are on their way (in
 Redis towards its replica, queued in its session, on the wire, inside a running
-replay or a catch-up the session owes), and whether a signal or a detector
+replay or a catch-up the session owes -- :func:`model.session.owed_catch_up`
+says when), and whether a signal or a detector
 covers the rest. It hands them to the :class:`~sims.des.observer.Observer`, which
 judges them with :func:`model.invariants.covered`.
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from model import client as cm
 from model import session as sm
 from model.invariants import StaleFacts
+from model.session import owed_catch_up
 from sims.des.context import Context
 from sims.des.database import Database
 from sims.des.observer import Observer
@@ -77,8 +79,8 @@ class Facts:
             seen.update(s for s in ss.buffer if s > applied)
             if ss.phase is _P_REPLAYING:
                 top = head if ss.upto is None else ss.upto
-                if self.scfg.fixes.resync_after_recovery and ss.head > top:
-                    top = ss.head
+                if ss.head > top and owed_catch_up(self.scfg, ss):
+                    top = ss.head  # a resync arrived during the query: the session owes it
                 lo = max(ss.cursor, applied)
                 hi = min(top, head)
             topic = session.topic

@@ -24,8 +24,18 @@ Deliberate divergences, for speed, each exact for the machines' inputs:
   its own time (:meth:`sims.des.wire.Network.silence`), the monitor's deadline is
   armed from it, and the session's timer runs for real again.
 * **Server-side closes are seen by both ends at once** (a replica restart, a
-  drop), as in the checker's world; a client's own close reaches the replica at
-  once too.
+  drop, a session's ``EndStream``), as in the checker's world; a client's own
+  close reaches the replica at once too.
+
+A failed resync. When the subscriber recovers, the replica reads every topic's
+head (one query on its pool) and feeds each open session ``Resync``. When that
+read fails (an error window, a statement or pool timeout), each such session is
+fed :class:`model.session.ResyncFailed` and carries out the ``EndStream`` it
+answers with: the stream closes at both ends, the client reconnects with backoff
+from its cursor, and that replay (bounded, with its own failure signal) catches
+it up. This is what ``service/`` does. (Until the session machine had that
+input, the fleet retried the head read every second instead: two engines, two
+behaviours.)
 """
 
 from __future__ import annotations
@@ -56,7 +66,6 @@ __all__ = ["Link", "Replica", "Session", "Sessions"]
 _P_NEW = sm.Phase.NEW
 _P_CLOSED = sm.Phase.CLOSED
 _H_HEALTHY = subm.Health.HEALTHY
-_H_STARTING = subm.Health.STARTING
 
 _session_step = sm.step
 _subscriber_step = subm.step
@@ -103,6 +112,7 @@ class Sessions:
             sm.SendTruncated: self._send_truncated,
             sm.SendFailed: self._send_failed,
             sm.SendHeartbeat: self._send_heartbeat,
+            sm.EndStream: self._end_stream,
             CancelTimer: self._cancel_timer,
             Log: ctx.log,
         }
@@ -151,6 +161,11 @@ class Sessions:
 
     def _send_heartbeat(self, a: sm.SendHeartbeat) -> None:
         self.frames.append((HEARTBEAT,))
+
+    def _end_stream(self, a: sm.EndStream) -> None:
+        """The replica ends the stream cleanly; the client sees it close and reconnects."""
+        self.net.sever(self._session().conn, f"stream ended by the replica ({a.reason})",
+                       tell_client=True)
 
     def _start_timer(self, a: StartTimer) -> None:
         session = self._session()
@@ -407,9 +422,7 @@ class Replica:
             return True
         if self.link.dead and self.sub_armed[subm.SENTINEL]:
             return True
-        sub = self.sub
-        return (sub.health is not _H_HEALTHY and sub.health is not _H_STARTING and sub.was_down
-                and self.ctx.settings.fixes.resync_after_recovery)
+        return subm.will_resync(self.ctx.subcfg, self.sub)
 
     def _resync(self) -> None:
         self.resyncing = True
@@ -420,18 +433,17 @@ class Replica:
         def done(ok: bool, rows: int, payload: Any, reason: str) -> None:
             if gen != self.gen:
                 return
-            if not ok:  # carry the order out: read the heads again in a second
-                ev = env.timeout(1.0)
-                ev.callbacks.append(lambda _e: self._resync() if gen == self.gen else None)
-                return
             now = env.now
             head, floor = self.db.head, self.db.floor
             feed = self.shell.feed
             for session in list(self.sessions.values()):
                 if session.closed or session.state.phase is _P_NEW:
-                    continue
-                t = session.topic
-                feed(session, sm.Resync(now=now, topic=sm.TopicHead(0, head[t], floor[t])))
+                    continue  # gone, or still to read its topic row (its Open brings the head)
+                if ok:
+                    t = session.topic
+                    feed(session, sm.Resync(now=now, topic=sm.TopicHead(0, head[t], floor[t])))
+                else:  # the session decides: it ends the stream (EndStream), as the service does
+                    feed(session, sm.ResyncFailed(now=now, reason=reason))
             self.resyncing = False
             self.judge_streams()
 

@@ -42,7 +42,7 @@ class Conn:
     """One stream attempt: the client's end, the wire, and the replica's session."""
 
     __slots__ = ("client", "dead", "detect", "held", "last_event_id", "opened", "session",
-                 "signals", "stable_seen", "stalled", "virtual", "wire")
+                 "signals", "stalled", "virtual", "wire")
 
     def __init__(self, client: Client, last_event_id: EventId | None) -> None:
         self.client = client
@@ -54,7 +54,6 @@ class Conn:
         self.wire: collections.deque[int] = collections.deque()  #: event seqs in flight
         self.signals = 0  #: replay-truncated / replay-failed frames in flight
         self.opened = False  #: StreamOpened reached the client
-        self.stable_seen = False  #: a message reached the client on this stream
         self.virtual = False  #: heartbeats are coalesced (stable, healthy, connected)
         self.detect: list[Any] | None = None  #: detection row of a silent fault
 
