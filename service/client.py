@@ -22,6 +22,11 @@ Start/CancelTimer arms the machine's timers on a :class:`~service.timers.Timers`
 Log               writes a JSON log line
 ================  ============================================================
 
+Actions run through one ``{action: handler}`` table (``model.core.dispatch``):
+an action without a handler is a loud error. The attempts really started since
+the last stable connection are counted by ``model.witness`` (the one witness
+every engine keeps), read through ``opens_since_stable``.
+
 Time comes from the injected ``timers`` (default: the running loop), and the
 jitter draw from the injected ``rng`` (default: ``random.random``), so tests can
 run the client on fake time. ``open_timeout`` bounds how long an attempt may
@@ -44,7 +49,8 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from model import client as machine
 from model.client import ClientConfig, ClientState, Status
-from model.core import Action, CancelTimer, EventId, Log, StartTimer
+from model.core import CancelTimer, EventId, Handlers, Log, StartTimer, dispatch
+from model.witness import AttemptsWitness, observe
 from service import trace
 from service.logs import log_action
 from service.timers import LoopTimers, Timers
@@ -97,7 +103,8 @@ class EventStreamClient:
         self.config = config or ClientConfig()
         self.state: ClientState = machine.initial(last_event_id)
         self.opens = 0  #: OpenStream actions carried out (attempts really made)
-        self.opens_since_stable = 0  #: ... since the last stream that delivered a message
+        #: attempts really started since the last stable connection (model.witness)
+        self.witness = AttemptsWitness()
         self._token = token
         self._on_event = on_event
         self._on_status = on_status
@@ -116,6 +123,16 @@ class EventStreamClient:
         self._changed: asyncio.Event | None = None
         self.name = name
         self._trace = trace.for_path(trace_path) if trace_path else trace.from_env()
+        self._handlers: Handlers = {
+            machine.OpenStream: self._open,
+            machine.CloseStream: lambda a: self._cancel_stream(),
+            machine.Deliver: self._deliver,
+            machine.StartRehydrate: self._start_rehydrate,
+            machine.StatusChanged: self._status,
+            StartTimer: self._start_timer,
+            CancelTimer: lambda a: self.timers.cancel(a.timer),
+            Log: lambda a: log_action(log, a, url=self.url),
+        }
 
     # ------------------------------------------------------------ the application's calls
 
@@ -125,6 +142,11 @@ class EventStreamClient:
         if self._timers is None:
             self._timers = LoopTimers()
         return self._timers
+
+    @property
+    def opens_since_stable(self) -> int:
+        """Attempts really started since the last stream that delivered a message (read-only)."""
+        return self.witness.started
 
     @property
     def status(self) -> Status:
@@ -184,46 +206,41 @@ class EventStreamClient:
 
     def feed(self, event: machine.ClientInput) -> None:
         """Step the client machine and carry out its actions."""
+        before = self.state
         self.state, actions = machine.step(self.config, self.state, event)
+        self.witness = observe(self.witness, event, before, self.state, actions)
         if self._trace is not None:
             self._trace.step("client", self.name, event, self.state.status.value, actions,
                              now=self.timers.now(), detail={"stable": self.state.stable,
                                                             "attempts": self.state.attempts})
-        if self.state.stable:
-            self.opens_since_stable = 0
-        for action in actions:
-            self._perform(action)
+        dispatch(self._handlers, actions, shell="service.client")
         self._signal().set()
 
     def _u(self) -> float:
         return self._rng()
 
-    def _perform(self, action: Action) -> None:
-        if isinstance(action, machine.OpenStream):
-            self.opens += 1
-            self.opens_since_stable += 1
-            self._generation += 1
-            self._stream_task = asyncio.create_task(
-                self._run_stream(self._generation, action.last_event_id))
-        elif isinstance(action, machine.CloseStream):
-            self._cancel_stream()
-        elif isinstance(action, machine.Deliver):
-            if self._current is not None and self._current.id == action.event_id \
-                    and self._on_event is not None:
-                self._on_event(self._current)
-        elif isinstance(action, machine.StartRehydrate):
-            self._rehydrate_task = asyncio.create_task(self._run_rehydrate(action.head_first))
-        elif isinstance(action, machine.StatusChanged):
-            if self._on_status is not None:
-                self._on_status(action.status, action.attempts)
-        elif isinstance(action, StartTimer):
-            name = action.timer
-            self.timers.start(name, action.at, lambda: self.feed(
-                machine.TimerFired(now=self.timers.now(), timer=name, u=self._u())))
-        elif isinstance(action, CancelTimer):
-            self.timers.cancel(action.timer)
-        elif isinstance(action, Log):
-            log_action(log, action, url=self.url)
+    def _open(self, action: machine.OpenStream) -> None:
+        self.opens += 1
+        self._generation += 1
+        self._stream_task = asyncio.create_task(
+            self._run_stream(self._generation, action.last_event_id))
+
+    def _deliver(self, action: machine.Deliver) -> None:
+        if self._current is not None and self._current.id == action.event_id \
+                and self._on_event is not None:
+            self._on_event(self._current)
+
+    def _start_rehydrate(self, action: machine.StartRehydrate) -> None:
+        self._rehydrate_task = asyncio.create_task(self._run_rehydrate(action.head_first))
+
+    def _status(self, action: machine.StatusChanged) -> None:
+        if self._on_status is not None:
+            self._on_status(action.status, action.attempts)
+
+    def _start_timer(self, action: StartTimer) -> None:
+        name = action.timer
+        self.timers.start(name, action.at, lambda: self.feed(
+            machine.TimerFired(now=self.timers.now(), timer=name, u=self._u())))
 
     def _cancel_stream(self) -> None:
         self._generation += 1  # whatever the old task still reports is dropped
@@ -284,7 +301,11 @@ class EventStreamClient:
     def _on_frame(self, generation: int, sse: ServerSentEvent) -> None:
         now = self.timers.now()
         if not sse.data and sse.event in ("", "message"):
-            return  # a frame holding only ``retry:`` (or nothing): not a message
+            announced = getattr(machine, "HeadAnnounced", None)  # the announce-head fix
+            if sse.id and announced is not None and self.state.last_event_id is None:
+                # An id-only message: the head announced to a stream opened without a cursor.
+                self._report(generation, announced(now=now, head=EventId.parse(sse.id)))
+            return  # otherwise a frame holding only ``retry:``: not a message
         if sse.event == "heartbeat":
             self._report(generation, machine.HeartbeatReceived(now=now))
         elif sse.event == "replay-truncated":

@@ -225,8 +225,6 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, max_attempts: in
                 await asyncio.sleep(settle)
                 client_proxy.release()
             elif kind in ("trigger", "retry") and client is not None:
-                if client.status is Status.FAILED:
-                    client.opens_since_stable = 0  # recover() starts a new count (the world's rule)
                 client.online() if kind == "trigger" else client.recover()
             await asyncio.sleep(settle)
         client_proxy.resume()  # a woken laptop's network comes back
@@ -270,7 +268,7 @@ def fix_world(fix: str, publishers: int | None = None) -> WorldConfig:
     sizes = dict(fix_info(fix).worlds[0]) if fix_info(fix).worlds else {}
     if publishers is not None:
         sizes["publishers"] = publishers
-    return WorldConfig(fixes=Fixes().without(fix), **sizes)
+    return WorldConfig(fixes=Fixes().without(fix, *fix_info(fix).also_off), **sizes)
 
 
 def run_on_stack(fix: str, *, on: bool, publishers: int | None = None) -> StackRun:
@@ -279,5 +277,5 @@ def run_on_stack(fix: str, *, on: bool, publishers: int | None = None) -> StackR
     if name in UNMAPPED:
         raise NotImplementedError(f"{name}: {UNMAPPED[name]}")
     invariant, steps, cfg = counterexample(fix, fix_world(fix, publishers))
-    fixes = Fixes() if on else Fixes().without(fix)
+    fixes = Fixes() if on else Fixes().without(fix, *fix_info(fix).also_off)
     return asyncio.run(_run(steps, invariant, fixes, cfg.max_attempts))
