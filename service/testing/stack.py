@@ -96,8 +96,10 @@ def free_port() -> int:
 class Server:
     """One service process on a loopback port."""
 
-    def __init__(self, namespace: str, log_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, namespace: str, log_dir: Path, env: dict[str, str], *,
+                 port: int | None = None, access_log: bool = False) -> None:
+        self.port = port or free_port()
+        self.access_log = access_log
         self.url = f"http://127.0.0.1:{self.port}"
         self.replica = f"r{secrets.token_hex(3)}"
         path = os.pathsep.join(p for p in (str(_PACKAGES), os.environ.get("PYTHONPATH")) if p)
@@ -116,7 +118,8 @@ class Server:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                 "--host", "127.0.0.1", "--port", str(self.port),
+                 "--access-log" if self.access_log else "--no-access-log",
                  "--timeout-graceful-shutdown", "1"],
                 cwd=self.log_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -131,6 +134,19 @@ class Server:
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Stop the process as an operator would (SIGTERM: a graceful shutdown); its exit code."""
+        code = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait(10)
+        self.proc = None
+        return code
 
     def kill(self) -> None:
         """Kill the process at once (a crash: open streams break)."""
