@@ -1,8 +1,9 @@
 """Schemathesis over /openapi.json: no input makes the service answer 5xx.
 
-Two bounded runs: every operation with no credentials (the stream answers 401
+Bounded runs: every operation with no credentials (the stream answers 401
 before it would start streaming), and the authenticated operations that end
-(publish with a publisher token, snapshot with a user token). The stream itself
+(publish with a publisher token, within the depth, node and byte caps and with
+fuzzed Idempotency-Keys; snapshot pages and stream tickets with a user token). The stream itself
 is never fuzzed authenticated, because a valid stream does not end.
 """
 
@@ -64,6 +65,7 @@ def test_no_server_error_publishing(api: schemathesis.BaseSchema) -> None:
     _fuzz(api.include(method="POST", path="/events"), {"Authorization": f"Bearer {PUBLISHER}"})
 
 
-def test_no_server_error_on_snapshots(api: schemathesis.BaseSchema) -> None:
-    _fuzz(api.include(method="GET", path="/snapshot"),
-          {"Authorization": f"Bearer {token('fuzz-user')}"})
+def test_no_server_error_on_snapshots_and_tickets(api: schemathesis.BaseSchema) -> None:
+    user = {"Authorization": f"Bearer {token('fuzz-user')}"}
+    _fuzz(api.include(method="GET", path="/snapshot"), user)
+    _fuzz(api.include(method="POST", path="/stream/ticket"), user)

@@ -21,8 +21,9 @@ from model.core import EventId
 from model.fixes import Fixes
 from model.session import SessionConfig, TopicHead
 from model.subscriber import SubscriberConfig
-from service.bus import Bus, LiveMessage, decode_message, encode_message
+from service.bus import BadMessage, Bus, LiveMessage, bus_key, decode_message, encode_message
 from service.client import ClientEvent, EventStreamClient
+from service.frames import encode_frame
 from service.metrics import Metrics
 from service.store import ReplayResult, StoredEvent
 from service.stream import Outbox, StreamSession
@@ -293,3 +294,108 @@ def test_client_rehydrates_on_replay_truncated() -> None:
         assert client.live and client.state.last_event_id == EventId(1, 20)
         await client.aclose()
     run(main)
+
+
+# ---------------------------------------------------------------- back-pressure and trust
+
+
+def test_outbox_is_bounded_in_frames_and_bytes_and_a_slow_consumer_is_ended() -> None:
+    async def main() -> None:
+        async def replay(topic: str, after: int, upto: int | None, limit: int | None
+                         ) -> ReplayResult:
+            return ReplayResult(tuple(row(s) for s in range(after + 1, (upto or 0) + 1)), 0)
+
+        metrics = Metrics()
+        sess, _ = make_session(replay)
+        sess._metrics = metrics
+        sess.outbox = Outbox(max_frames=4, max_bytes=10_000)
+        sess.open(EventId(1, 0), TopicHead(epoch=1, head=0))
+        for seq in range(1, 5):
+            sess.live(LiveMessage("alice", EventId(1, seq), "note", "{}", 0.0))
+        assert len(sess.outbox) == 4 and sess.outbox.ended is None
+        sess.live(LiveMessage("alice", EventId(1, 5), "note", "{}", 0.0))  # the fifth does not fit
+        assert sess.outbox.ended == "slow-consumer" and len(sess.outbox) == 0
+        assert metrics.slow_consumers.labels(reason="buffer")._value.get() == 1
+        assert await sess.outbox.get() is None  # the writer ends the stream at once
+        big = Outbox(max_frames=100, max_bytes=100)
+        assert big.put(b"x" * 60) and not big.put(b"y" * 60)  # bytes bound too
+    run(main)
+
+
+def test_failed_resync_head_read_ends_the_stream_through_the_machine() -> None:
+    async def main() -> None:
+        async def replay(*args: Any) -> ReplayResult:
+            return ReplayResult((), 0)
+
+        sess, _ = make_session(replay)
+        sess.open(None, TopicHead(epoch=1, head=3))
+        sess.resync_failed("OperationalError")
+        assert sess.outbox.ended == "resync-failed" and sess.closed
+    run(main)
+
+
+def test_a_revoked_token_ends_the_stream_before_its_replay_runs() -> None:
+    async def main() -> None:
+        queries: list[int] = []
+
+        async def replay(topic: str, after: int, *args: Any) -> ReplayResult:
+            queries.append(after)
+            return ReplayResult((), 0)
+
+        async def revoked() -> bool:
+            return False
+
+        sess, _ = make_session(replay)
+        sess._reauthorize = revoked
+        sess.open(EventId(1, 2), TopicHead(epoch=1, head=4))
+        await settle()
+        assert queries == [] and sess.outbox.ended == "revoked"
+    run(main)
+
+
+def test_bus_refuses_what_it_cannot_trust_and_keeps_going() -> None:
+    key = bus_key("k" * 32)
+    msg = LiveMessage("alice", EventId(1, 3), "note", '{"a":1}', 1.5)
+    assert decode_message(encode_message(msg, key), key) == msg
+    bad = {
+        "signature": [encode_message(msg), encode_message(msg, bus_key("o" * 32)),
+                      encode_message(msg, key)[:-2] + b"}}"],
+        "json": [b'{"topic":"a","epoch":Infinity,"seq":1,"type":"t","data":"{}","at":1}'],
+        "schema": [b'{"topic":["a"],"epoch":1,"seq":1,"type":"t","data":"{}","at":1}',
+                   b'{"topic":"a","epoch":1,"seq":1,"type":"heartbeat","data":"{}","at":1}',
+                   b'{"topic":"a","epoch":1,"seq":1,"type":"t","data":"{}","at":1,"x":1}', b"[]"],
+        "range": [b'{"topic":"a","epoch":1,"seq":100000000000000000,"type":"t","data":"{}",'
+                  b'"at":1}', b'{"topic":"a","epoch":true,"seq":1,"type":"t","data":"{}","at":1}'],
+    }
+    for reason, raws in bad.items():
+        for raw in raws:
+            with pytest.raises(BadMessage) as exc:
+                decode_message(raw, key if reason == "signature" else None)
+            assert exc.value.reason == reason, raw
+
+    async def main() -> None:
+        metrics = Metrics()
+        bus = Bus(redis_url="redis://127.0.0.1:1/0", subscriber_url="redis://127.0.0.1:1/0",
+                  namespace="t", replica="r", metrics=metrics, timers=FakeTimers(),
+                  cfg=SubscriberConfig(), key=key)
+        got: list[LiveMessage] = []
+
+        def broken(m: LiveMessage) -> None:
+            raise RuntimeError("a bug in one stream")
+
+        bus.register("alice", broken)
+        bus.register("alice", got.append)
+        for raw in (b"\xff", b'{"topic":"a","epoch":Infinity}', encode_message(msg)):
+            bus.dispatch(bus.events_channel, raw)  # never raises: the link survives
+        bus.dispatch(bus.events_channel, encode_message(msg, key))
+        assert [m.event_id for m in got] == [msg.event_id]
+        assert metrics.listener_errors._value.get() == 1
+        assert metrics.bus_rejected.labels(reason="signature")._value.get() == 3
+        await bus.publisher.aclose()
+    run(main)
+
+
+def test_frames_keep_unicode_line_separators_inside_their_data_line() -> None:
+    frame = encode_frame("1-1", "note", '"a\u2028b"')
+    assert frame == 'id: 1-1\r\nevent: note\r\ndata: "a\u2028b"\r\n\r\n'.encode()
+    assert encode_frame(None, "x", "a\nb") == b"event: x\r\ndata: a\r\ndata: b\r\n\r\n"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import jwt
 import pytest
 
 from model.fixes import Fixes
-from service.api import PublishRequest, check_json
+from service.api import PublishRequest
+from service.app import RedactTokens
 from service.auth import AuthError, issue_ticket, issue_token, may_publish, verify_token
 from service.config import DEV_SECRET, ConfigError, Settings, resolve_secret
+from service.limits import Admission, check_json, too_deep
 from service.timers import FakeTimers
 from sims.cli import build_parser
 
@@ -176,3 +179,35 @@ def test_cli_dev_key_warns_on_every_run(capsys: pytest.CaptureFixture[str],
         assert args.func(args) == 0
         out = capsys.readouterr()
         assert "development key" in out.err and verify_token(DEV_SECRET, out.out.strip())
+
+
+def test_json_limits_and_the_raw_depth_scan() -> None:
+    nested: object = 1
+    for _ in range(33):
+        nested = [nested]
+    with pytest.raises(ValueError, match="deeper than 32"):
+        check_json(nested)
+    check_json(nested, max_depth=33)
+    with pytest.raises(ValueError, match="more than 10 values"):
+        check_json(list(range(10)), max_nodes=10)
+    assert too_deep(b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}", 32)
+    assert not too_deep(b'{"a": "' + b"[" * 40 + b'"}', 32)  # brackets inside strings do not count
+    assert not too_deep(b'[[["\\\\"]]]', 3)
+
+
+def test_admission_caps_per_token_address_and_process() -> None:
+    caps = Admission(per_token=2, per_address=3, total=4)
+    assert [caps.admit("t1", "a") for _ in range(3)] == [None, None, "token"]
+    assert caps.admit("t2", "a") is None and caps.admit("t3", "a") == "address"
+    assert caps.admit("t3", "b") is None and caps.admit("t4", "c") == "process"
+    caps.release("t1", "a")
+    assert caps.admit("t4", "c") is None and caps.open == 4
+
+
+def test_access_log_redaction() -> None:
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("1.2.3.4:5", "GET", "/stream?ticket=abc.def&last_event_id=1-2",
+                                "1.1", 200), None)
+    assert RedactTokens().filter(record)
+    assert "abc.def" not in record.getMessage() and "ticket=REDACTED&last_event_id=1-2" in \
+        record.getMessage()
