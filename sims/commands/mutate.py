@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from sims.commands._args import positive_int
 from sims.mutate import CATALOGUE, EXPECTED_SURVIVORS, Outcome, by_name, default_config, expected, run
 
 __all__ = ["format_catalogue", "format_outcomes", "register", "run_command"]
@@ -30,21 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--only", action="append", choices=[m.name for m in CATALOGUE], metavar="NAME",
                    help="run only this mutant (repeatable; choices: %(choices)s)")
-    p.add_argument("--workers", type=_workers, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="mutants checked in parallel processes (%(default)s)")
     p.add_argument("--list", action="store_true", help="print the catalogue and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run_command)
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
 
 
 def run_command(args: argparse.Namespace) -> int:
