@@ -135,7 +135,7 @@ class Settings:
     max_streams_per_address: int = 1000
     retry_after_s: int = 2
     db_acquire_timeout_s: float = 2.0
-    db_max_waiting: int = 200
+    db_max_waiting: int = 1000
     db_check_s: float = 2.0
     bus_signing: bool = True
     max_json_depth: int = 32
@@ -230,7 +230,7 @@ class Settings:
             max_streams_per_address=whole("SSELAB_MAX_STREAMS_PER_ADDRESS", 1000),
             retry_after_s=whole("SSELAB_RETRY_AFTER_S", 2),
             db_acquire_timeout_s=num("SSELAB_DB_ACQUIRE_TIMEOUT_S", 2.0, 0.05),
-            db_max_waiting=whole("SSELAB_DB_MAX_WAITING", 200),
+            db_max_waiting=whole("SSELAB_DB_MAX_WAITING", 1000),
             db_check_s=num("SSELAB_DB_CHECK_S", 2.0, 0.1),
             bus_signing=_flag(env, "SSELAB_BUS_SIGNING", True),
             max_json_depth=whole("SSELAB_MAX_JSON_DEPTH", 32),

@@ -139,7 +139,7 @@ class Store:
 
     def __init__(self, database_url: str, schema: str, *, replay_timeout_ms: int = 5000,
                  topic_sequence: bool = True, min_size: int = 1, max_size: int = 10,
-                 acquire_timeout: float = 2.0, max_waiting: int = 200,
+                 acquire_timeout: float = 2.0, max_waiting: int = 1000,
                  replay_max_bytes: int = 2 * 1024 * 1024) -> None:
         self.schema = schema
         self.replay_timeout_ms = replay_timeout_ms
