@@ -43,6 +43,12 @@ Rules.
   do nothing, so a burst of triggers merges into one attempt.
 * **Idempotent delivery.** An event whose id is not newer than the cursor is a
   duplicate and is not delivered again.
+* **No stream without a cursor** (``announce-head``). A client that has no cursor
+  (a fresh browser) adopts the head the server announces when its stream opens
+  (``HeadAnnounced``), so its next reconnect resumes from there. If that stream is
+  lost before the announcement arrived, what it missed is unknown: the client
+  re-hydrates before its next stream (the snapshot's head becomes its cursor). A
+  snapshot must report the head it read: ``RehydrateDone`` without one is refused.
 
 States (``status``; ``rehydrating`` and ``stream`` are orthogonal flags):
 
@@ -87,6 +93,7 @@ __all__ = [
     "CloseStream",
     "Deliver",
     "EventReceived",
+    "HeadAnnounced",
     "HeartbeatReceived",
     "Online",
     "OpenStream",
@@ -234,6 +241,17 @@ class EventReceived(ClientInput):
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class HeartbeatReceived(ClientInput):
     """A heartbeat arrived."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class HeadAnnounced(ClientInput):
+    """The stream was opened without a cursor and the server told the head (an id-only message).
+
+    A browser's ``EventSource`` adopts any message's ``id:`` as its ``lastEventId``, data
+    or not, so the next reconnect resumes from here instead of from a later head.
+    """
+
+    head: EventId
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -462,8 +480,18 @@ def _on_closed(cfg: ClientConfig, s: ClientState, e: ClientInput) -> tuple[Clien
     assert isinstance(e, StreamClosed)
     acts: Actions = []
     n = _stop_monitor(s, acts)._replace(stream=False, stable=False)
+    n = _owe_snapshot_if_cursorless(cfg, n)
     n = _after_loss(cfg, n, e.now, e.u, e.reason, acts)
     return _status(n, s, acts), acts
+
+
+def _owe_snapshot_if_cursorless(cfg: ClientConfig, s: ClientState) -> ClientState:
+    """A stream lost before the client learnt a cursor: what it missed is unknown, so the
+    next attempt re-hydrates first (its head becomes the cursor) instead of resuming at a
+    later head."""
+    if cfg.fixes.announce_head and s.last_event_id is None and s.rehydration is Rehydration.NONE:
+        return s._replace(rehydration=Rehydration.RETRY)
+    return s
 
 
 def _on_event(cfg: ClientConfig, s: ClientState, e: ClientInput) -> tuple[ClientState, Actions]:
@@ -481,6 +509,16 @@ def _on_heartbeat(cfg: ClientConfig, s: ClientState, e: ClientInput
                   ) -> tuple[ClientState, Actions]:
     acts: Actions = []
     return _mark_stable(cfg, s, e.now, acts), acts
+
+
+def _on_head_announced(cfg: ClientConfig, s: ClientState, e: ClientInput
+                       ) -> tuple[ClientState, Actions]:
+    assert isinstance(e, HeadAnnounced)
+    acts: Actions = []
+    n = _mark_stable(cfg, s, e.now, acts)
+    if n.last_event_id is None:
+        n = n._replace(last_event_id=e.head)  # resume from here: no stream without a cursor
+    return n, acts
 
 
 def _on_truncated(cfg: ClientConfig, s: ClientState, e: ClientInput
@@ -512,12 +550,15 @@ def _on_heartbeat_timer(cfg: ClientConfig, s: ClientState, e: ClientInput
         if s.status is not Status.CONNECTED:
             return s, acts  # the guard: `if (this.isConnecting) return`
         n = _stop_monitor(s, acts)  # stopHeartbeatMonitor() before reconnecting
-        n = _close(n, acts)
+        n = _owe_snapshot_if_cursorless(cfg, _close(n, acts))
         if cfg.fixes.max_reconnect and n.attempts >= cfg.max_attempts:
             # The stream never became stable and the maximum is spent: the proactive path
             # obeys the maximum too (the checker found this path bypassing it).
             assert isinstance(e, TimerFired)
             n = _after_loss(cfg, n, e.now, e.u, "heartbeat timeout", acts)
+        elif n.rehydration is Rehydration.RETRY:  # no cursor: re-hydrate, then stream
+            acts.append(StartRehydrate(head_first=cfg.fixes.head_before_snapshot))
+            n = n._replace(status=Status.CONNECTING, rehydration=Rehydration.RUNNING)
         else:
             n = _open(cfg, n, e.now, acts)
         return _status(n, s, acts), acts
@@ -559,6 +600,10 @@ def _on_recover(cfg: ClientConfig, s: ClientState, e: ClientInput) -> tuple[Clie
 def _on_rehydrated(cfg: ClientConfig, s: ClientState, e: ClientInput
                    ) -> tuple[ClientState, Actions]:
     assert isinstance(e, RehydrateDone)
+    if not isinstance(e.head, EventId):
+        raise LocalProtocolError("snapshot reported without a head cursor",
+                                 hint="a snapshot must report the head it read (the topic row's "
+                                      "epoch-seq), or report RehydrateFailed")
     if s.rehydration is not Rehydration.RUNNING:
         raise LocalProtocolError("snapshot reported, but none is in flight",
                                  hint="report RehydrateDone only after StartRehydrate")
@@ -611,6 +656,7 @@ TRANSITIONS: dict[tuple[Status, type[ClientInput]], Handler] = {
     (K, StreamClosed): _on_closed,
     (K, EventReceived): _on_event,
     (K, HeartbeatReceived): _on_heartbeat,
+    (K, HeadAnnounced): _on_head_announced,
     (K, ReplayTruncated): _on_truncated,
     (K, ReplayFailed): _on_replay_failed,
     **{(st, RehydrateDone): _on_rehydrated for st in (I_, C, K, W, F)},
@@ -623,9 +669,6 @@ TRANSITIONS: dict[tuple[Status, type[ClientInput]], Handler] = {
     **{(st, Online): _ignore for st in (I_, C, K)},
     **{(st, Visible): _ignore for st in (I_, C, K)},
 }
-
-_TIMERS: dict[str, Callable[[ClientConfig, ClientState, TimerFired], tuple[ClientState, Actions]]]
-
 
 def _on_timer(cfg: ClientConfig, s: ClientState, e: ClientInput) -> tuple[ClientState, Actions]:
     assert isinstance(e, TimerFired)

@@ -21,9 +21,12 @@ clients.sleep              a laptop lid closes: the client's timers and stream f
 redis.subscriber_dies      a replica's subscriber link dies silently: no error, no data
 redis.disconnect           a replica's subscriber link drops visibly and reconnects
 redis.outage               the Redis server is down: every link drops, publishes fail
+redis.publish_lost         a publish to Redis fails after its commit (or the process
+                           dies between the two): the event never arrives live
 postgres.replay_fails      a replay query fails (error, timeout, terminated backend)
 postgres.errors            a share of queries fail for a while
 postgres.prune             retention removes the oldest kept events
+postgres.snapshot_fails    a client's snapshot (re-hydration) load fails
 replicas.down              replicas refuse connections for a while
 replicas.restart           replicas restart: streams drop, subscribers reconnect
 =========================  ==========================================================
@@ -90,12 +93,18 @@ FAULTS: dict[str, FaultKind] = {k.name: k for k in (
               (_AT, _REPLICA, Param("duration", float, 1.0, "seconds until it reconnects"))),
     FaultKind("redis.outage", "the Redis server is down: links drop, publishes fail",
               "redis: the server goes down", (_AT, _DURATION)),
+    FaultKind("redis.publish_lost", "a publish to Redis fails after its commit",
+              "redis: publisher {client}'s publish is lost after its commit",
+              (_AT, Param("count", int, 1, "how many publishes are lost"))),
     FaultKind("postgres.replay_fails", "a replay query fails",
               "postgres: the replay query for client {client} fails",
               (_AT, Param("count", int, 1, "how many replay queries fail"))),
     FaultKind("postgres.errors", "a share of queries fail for a while",
               "postgres: queries fail", (_AT, _DURATION,
                                          Param("rate", float, 1.0, "share of queries, 0..1"))),
+    FaultKind("postgres.snapshot_fails", "a snapshot load fails",
+              "postgres: client {client}'s snapshot load fails",
+              (_AT, Param("count", int, 1, "how many snapshot loads fail"))),
     FaultKind("postgres.prune", "retention removes the oldest kept events",
               "postgres: retention prunes events up to {seq}",
               (_AT, Param("keep", int, 0, "events to keep per topic"))),

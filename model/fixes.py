@@ -36,6 +36,12 @@ F5     max-reconnect             after max attempts the client is ``failed``    
                                  message on a stream (off: on open)
 -      resync-after-recovery     after a subscriber recovers, the replica's      beyond
                                  open streams catch up from their cursors
+-      announce-head             a stream opened without a cursor is told the    beyond
+                                 head (an id-only message) and the client
+                                 adopts it: no stream without a cursor
+-      head-probe                sessions read the topic head periodically and   beyond
+                                 catch up: a publish lost after its commit
+                                 still arrives
 -      reauthorize               every reconnect and replay re-checks the        beyond
                                  token; streams are scoped to their user
 =====  ========================  ==============================================  ============
@@ -70,6 +76,7 @@ class FixInfo(NamedTuple):
     protects: tuple[str, ...]
     worlds: tuple[Sizes, ...] = ((),)
     no_world: str = ""
+    also_off: tuple[str, ...] = ()  #: fixes that mask its bug (defence in depth), off with it
 
 
 class Teeth(NamedTuple):
@@ -78,6 +85,12 @@ class Teeth(NamedTuple):
     fix: str
     sizes: dict[str, int]
     protects: frozenset[str]
+    also_off: tuple[str, ...] = ()
+
+    @property
+    def fixes(self) -> Fixes:
+        """Every fix on but this one (and those that would mask its bug)."""
+        return Fixes.all().without(self.fix, *self.also_off)
 
 
 def info(name: str) -> FixInfo:
@@ -93,7 +106,7 @@ def teeth(*, only_first: bool = False) -> list[Teeth]:
             protects = row.protects
             if sizes == _F1_ROWS:  # the row-overrun world: only the bound itself can break
                 protects = ("bounded-replay",)
-            out.append(Teeth(row.name, dict(sizes), frozenset(protects)))
+            out.append(Teeth(row.name, dict(sizes), frozenset(protects), row.also_off))
     return out
 
 
@@ -132,7 +145,14 @@ FIXES: tuple[FixInfo, ...] = (
     FixInfo("stable-reset", None, "stable_reset",
             "reset the counter only after a stable connection", ("bounded-counter",)),
     FixInfo("resync-after-recovery", None, "resync_after_recovery",
-            "resync open streams when the subscriber recovers", ("no-silent-stale",)),
+            "resync open streams when the subscriber recovers", ("no-silent-stale",),
+            also_off=("head-probe",)),
+    FixInfo("announce-head", None, "announce_head",
+            "a cursorless stream is told the head; the client adopts it",
+            ("no-stream-without-cursor", "no-silent-stale")),
+    FixInfo("head-probe", None, "head_probe",
+            "a periodic head probe catches up publishes lost after their commit",
+            ("no-silent-stale",)),
     FixInfo("reauthorize", None, "reauthorize",
             "re-check the token on every reconnect and replay", (),
             worlds=(), no_world="tokens are not part of the world; the service's integration "
@@ -176,6 +196,8 @@ class Fixes:
     head_before_snapshot: bool = True
     stable_reset: bool = True
     resync_after_recovery: bool = True
+    announce_head: bool = True
+    head_probe: bool = True
     reauthorize: bool = True
 
     @classmethod

@@ -24,7 +24,25 @@ convergence               liveness  once faults stop, every client ends live and
                                     date, or ``failed`` and, after recover(), live and up
                                     to date
 single-stream             safety    a client never holds two open streams
+ordered-delivery          safety    on one stream event ids strictly increase (a browser's
+                                    EventSource does not deduplicate); a client's cursor
+                                    never moves backwards; each event is handed to the
+                                    application at most once
+no-stream-without-cursor  safety    a client whose stream has delivered a message holds a
+                                    cursor (a fresh browser is told the head on open), so
+                                    its next reconnect resumes instead of skipping events
 ========================  ========  =======================================================
+
+Bounds of "covered" (each clause starts a recovery within a stated time):
+
+* a stream detector: the heartbeat monitor fires within ``heartbeat_timeout``;
+* a subscriber detector: a silent death is detected within ``sentinel_interval +
+  sentinel_timeout`` (``detection-bound`` checks that clock), and a known-down
+  subscriber resyncs its streams when it is ready again;
+* a probe detector: a publish lost after its commit is read by the next head probe,
+  within ``probe_interval``, then caught up by one replay;
+* a signal on the wire (replay-truncated / replay-failed) reaches the client before
+  any time passes.
 
 :func:`covered` is the one definition of "covered" (DESIGN.md, "Making no
 silent stale state checkable"); each engine gathers :class:`StaleFacts` about a
@@ -43,7 +61,17 @@ from typing import NamedTuple
 from model import client as cl
 from model import session as se
 from model import subscriber as sb
-from model.world import Frame, Link, Pub, State, StreamPhase, WorldConfig, seqs
+from model.world import (
+    DELIVERY_FLAGS,
+    FAILED_FLAGS,
+    Frame,
+    Link,
+    Pub,
+    State,
+    StreamPhase,
+    WorldConfig,
+    seqs,
+)
 
 __all__ = [
     "BOUNDED_COUNTER",
@@ -54,6 +82,8 @@ __all__ = [
     "INVARIANTS",
     "LIVENESS",
     "NO_SILENT_STALE",
+    "NO_STREAM_WITHOUT_CURSOR",
+    "ORDERED_DELIVERY",
     "SAFETY",
     "SINGLE_STREAM",
     "InvariantInfo",
@@ -73,6 +103,8 @@ NO_SILENT_STALE = "no-silent-stale"
 DETECTION_BOUND = "detection-bound"
 CONVERGENCE = "convergence"
 SINGLE_STREAM = "single-stream"
+ORDERED_DELIVERY = "ordered-delivery"
+NO_STREAM_WITHOUT_CURSOR = "no-stream-without-cursor"
 
 
 class InvariantInfo(NamedTuple):
@@ -100,6 +132,12 @@ INVARIANTS: tuple[InvariantInfo, ...] = (
                   "after the last fault every client ends live and up to date, or failed and, "
                   "after recover(), live and up to date"),
     InvariantInfo(SINGLE_STREAM, "safety", "a client never holds two open streams"),
+    InvariantInfo(ORDERED_DELIVERY, "safety",
+                  "on one stream ids strictly increase; a cursor never moves backwards; each "
+                  "event is applied at most once"),
+    InvariantInfo(NO_STREAM_WITHOUT_CURSOR, "safety",
+                  "a client whose stream delivered a message holds a cursor (told the head on "
+                  "open)"),
 )
 
 #: Names of the invariants checked on every state.
@@ -123,13 +161,15 @@ class StaleFacts(NamedTuple):
     stream_detector: bool  #: its stream is silently dead and its heartbeat monitor is armed
     subscriber_detector: bool  #: its replica's subscriber is dead and the sentinel is armed,
     #: or the subscriber is known down and will resync its streams when it recovers
+    probe_detector: bool = False  #: its replica's head probe is armed (a lost publish is read)
 
 
 def covered(facts: StaleFacts) -> bool:
     """Whether every event the client misses is in flight or covered by a recovery."""
     if not facts.live or facts.missing <= facts.in_flight:
         return True
-    return facts.signal_pending or facts.stream_detector or facts.subscriber_detector
+    return (facts.signal_pending or facts.stream_detector or facts.subscriber_detector
+            or facts.probe_detector)
 
 
 def silently_stale(facts: StaleFacts) -> bool:
@@ -158,6 +198,7 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
     signal = False
     stream_detector = False
     subscriber_detector = False
+    probe_detector = False
     scfg = cfg.session
     subcfg = cfg.subscriber
     for stream in slot.streams:
@@ -168,7 +209,7 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
         for frame, seq in stream.wire:
             if frame is Frame.EVENT:
                 flight |= _bit(seq)
-            else:
+            elif frame is not Frame.HEAD:
                 signal = True
         sess = stream.session
         if sess is not None:
@@ -186,6 +227,11 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
                     if q.after < seq <= top:
                         flight |= _bit(seq)
         rep = s.replicas[stream.replica]
+        if cfg.fixes.head_probe and rep.probe_left >= 0 and sess is not None:
+            # the next probe reads the head and the session catches up past its cursor
+            for seq in seqs(missing):
+                if seq > sess.cursor:
+                    probe_detector = True
         for msg in rep.queue:
             if msg > 0:
                 flight |= _bit(msg)
@@ -198,19 +244,25 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
     n_missing = bin(missing).count("1")
     n_flight = bin(missing & flight).count("1")
     return StaleFacts(cl.is_live(slot.machine), n_missing, n_flight, signal, stream_detector,
-                      subscriber_detector)
+                      subscriber_detector, probe_detector)
 
 
 def violations(cfg: WorldConfig, s: State) -> list[str]:
     """Names of the safety invariants state ``s`` of ``cfg`` violates (empty when all hold)."""
     out: list[str] = []
-    counter = failed = stale = single = False
+    counter = failed = stale = single = ordered = cursorless = False
     for i, slot in enumerate(s.clients):
         m = slot.machine
         if m.attempts != slot.attempts_started or m.attempts > cfg.max_attempts:
             counter = True
-        if slot.flags or (m.status is cl.Status.FAILED and m.last_event_id is not None):
+        if slot.flags & FAILED_FLAGS or (m.status is cl.Status.FAILED
+                                         and m.last_event_id is not None):
             failed = True
+        if slot.flags & DELIVERY_FLAGS:
+            ordered = True
+        if (m.last_event_id is None and m.status is cl.Status.CONNECTED and slot.streams
+                and slot.streams[-1].heard):
+            cursorless = True
         if len(slot.streams) > 1:
             single = True
         if not stale and cl.is_live(m) and not covered(client_facts(cfg, s, i)):
@@ -227,6 +279,10 @@ def violations(cfg: WorldConfig, s: State) -> list[str]:
         out.append(DETECTION_BOUND)
     if single:
         out.append(SINGLE_STREAM)
+    if ordered:
+        out.append(ORDERED_DELIVERY)
+    if cursorless:
+        out.append(NO_STREAM_WITHOUT_CURSOR)
     return out
 
 

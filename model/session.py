@@ -38,6 +38,14 @@ Rules.
   that arrives during a query is owed after it (:func:`owed_catch_up`). When the
   head read a resync needs fails (``ResyncFailed``), the session ends the stream
   (``EndStream``): the client reconnects with its cursor and its replay catches up.
+* **Head announcement** (``announce-head``). A stream opened without a cursor goes
+  live from the head and announces it (``AnnounceHead``: an id-only message, which a
+  browser's ``EventSource`` adopts as its ``lastEventId``), so the client's next
+  reconnect resumes from there instead of from a later head.
+* **Head probe** (``head-probe``). Every heartbeat interval the shell reads the
+  topic head (batched per topic) and feeds ``HeadProbed``; a head past the cursor
+  means a publish was lost after its commit, and the session catches up. Bound: a
+  lost publish reaches every open stream within one probe interval plus one replay.
 * Heartbeats go out every ``heartbeat_interval`` while the stream is open,
   whatever else happens: they prove the connection, not the data.
 
@@ -90,6 +98,8 @@ __all__ = [
     "SessionInput",
     "SessionState",
     "EndStream",
+    "AnnounceHead",
+    "HeadProbed",
     "TRANSITIONS",
     "TimerFired",
     "TopicHead",
@@ -214,6 +224,17 @@ class Resync(SessionInput):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class HeadProbed(SessionInput):
+    """The periodic head probe read the topic row: catch up if the head passed the cursor.
+
+    A publish lost after its commit (Redis down, the process died between commit and
+    publish) never arrives live; the probe is what brings it (fix ``head-probe``).
+    """
+
+    topic: TopicHead
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ResyncFailed(SessionInput):
     """The head read a resync needs failed (error, timeout, terminated backend)."""
 
@@ -270,6 +291,13 @@ class SendFailed(Action):
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class SendHeartbeat(Action):
     """Write a heartbeat."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class AnnounceHead(Action):
+    """Write an id-only message whose ``id:`` is the head: the client's cursor from now on."""
+
+    head: EventId
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -347,7 +375,8 @@ def _flush(cfg: SessionConfig, s: SessionState, acts: Actions) -> SessionState:
 
 def owed_catch_up(cfg: SessionConfig, s: SessionState) -> bool:
     """Whether the session owes a catch-up to a head beyond what its running query brings."""
-    return s.head > max(s.cursor, s.upto or 0) and cfg.fixes.resync_after_recovery
+    return s.head > max(s.cursor, s.upto or 0) and (cfg.fixes.resync_after_recovery
+                                                     or cfg.fixes.head_probe)
 
 
 # ---------------------------------------------------------------- handlers
@@ -360,8 +389,10 @@ def _on_open(cfg: SessionConfig, s: SessionState, e: SessionInput) -> tuple[Sess
     acts: Actions = [StartTimer(timer=HEARTBEAT, at=e.now + cfg.heartbeat_interval)]
     n = SessionState(phase=Phase.LIVE, epoch=topic.epoch, cursor=topic.head, head=topic.head)
     last = e.last_event_id
-    if last is None:
-        return n, acts  # no cursor: live from the head on
+    if last is None:  # no cursor: live from the head on, and tell the client where that is
+        if fx.announce_head:
+            acts.append(AnnounceHead(head=EventId(topic.epoch, topic.head)))
+        return n, acts
     if fx.bounded_replay:
         reason: TruncateReason | None = None
         if (fx.event_epoch and last.epoch != topic.epoch) or last.seq > topic.head:
@@ -445,6 +476,19 @@ def _on_resync(cfg: SessionConfig, s: SessionState, e: SessionInput
     return _catch_up(cfg, n, n.head, acts), acts
 
 
+def _on_probe(cfg: SessionConfig, s: SessionState, e: SessionInput
+              ) -> tuple[SessionState, Actions]:
+    assert isinstance(e, HeadProbed)
+    acts: Actions = []
+    if not cfg.fixes.head_probe or e.topic.head <= max(s.cursor, s.head):
+        return s, acts
+    if s.phase is Phase.REPLAYING:
+        return s._replace(head=e.topic.head), acts  # owed after the running query
+    acts.append(Log(level="warning", message="head probe found events never delivered live",
+                    fields=(("cursor", s.cursor), ("head", e.topic.head))))
+    return _catch_up(cfg, s._replace(head=e.topic.head), e.topic.head, acts), acts
+
+
 def _on_resync_failed(cfg: SessionConfig, s: SessionState, e: SessionInput
                       ) -> tuple[SessionState, Actions]:
     assert isinstance(e, ResyncFailed)
@@ -490,6 +534,8 @@ TRANSITIONS: dict[tuple[Phase, type[SessionInput]], Handler] = {
     (R, Resync): _on_resync,
     (L, Resync): _on_resync,
     (R, ResyncFailed): _on_resync_failed,
+    (R, HeadProbed): _on_probe,
+    (L, HeadProbed): _on_probe,
     (L, ResyncFailed): _on_resync_failed,
     (R, TimerFired): _on_timer,
     (L, TimerFired): _on_timer,

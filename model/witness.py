@@ -33,7 +33,7 @@ __all__ = ["MESSAGES", "AttemptsWitness", "observe"]
 
 #: Client inputs that are a message arriving on the current stream.
 MESSAGES: tuple[type[cl.ClientInput], ...] = (
-    cl.EventReceived, cl.HeartbeatReceived, cl.ReplayTruncated, cl.ReplayFailed,
+    cl.EventReceived, cl.HeartbeatReceived, cl.HeadAnnounced, cl.ReplayTruncated, cl.ReplayFailed,
 )
 
 

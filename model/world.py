@@ -19,10 +19,13 @@ fault kind is one enabler plus one row in :data:`SENTENCES` (or a sentence in
 
 The actors and what the world assumes of them.
 
-* **Clients** run ``model.client``. Each starts connecting, resuming from event
-  ``0-0`` (it has loaded the empty state). A client holds its streams, what it
-  has applied (a bit per event), a pending snapshot, whether its laptop sleeps,
-  and the attempts really started since its last stable connection
+* **Clients** run ``model.client``. Each starts connecting *without a cursor*,
+  as a fresh browser does: the page's own load counts as done when its first
+  stream opens (everything committed up to the head read for that stream is
+  applied), so only what happens after that can go missing.
+  ``WorldConfig.start_cursor=0`` starts them resuming from ``0-0`` instead. A
+  client holds its streams, what it has applied (a bit per event), a pending
+  snapshot, whether its laptop sleeps, and the attempts really started since its last stable connection
   (``model.witness``), against which ``bounded-counter`` is judged.
 * **Streams** go ``connecting`` (sent, not yet accepted) -> ``open`` (a replica
   runs ``model.session`` for it; what the session sends waits on the wire in
@@ -30,28 +33,37 @@ The actors and what the world assumes of them.
   nothing). The load balancer may give a stream to any replica that is up.
   Server heartbeats are implicit: while a stream is open, the client's
   heartbeat timer does not run down, and the first tick after opening delivers
-  the first heartbeat (which makes the connection stable).
+  the first heartbeat once the frames written before it have arrived (which makes
+  the connection stable). Each stream remembers the last event id sent on it, so
+  a duplicate or a reordering on one stream is seen (``ordered-delivery``).
 * **Redis** keeps one subscription link per replica: ``up``, ``dead`` (silently:
   nothing arrives, nothing is reported) or ``down`` (visibly; the subscriber
   hears ``Reconnecting`` and later ``Ready``). Delivery is at most once and in
   order per link: what is published while a link is not up, or sits in it when
-  it breaks, is lost.
+  it breaks, is lost. Redis delivers before time passes: a message on a healthy
+  link never misses a deadline for free (a late sentinel would be a false alarm
+  that rescues clients a real bug left stuck). A resubscribe reports
+  ``Reconnecting`` before ``Ready``, as redis-py does.
 * **Postgres** keeps one topic: the committed events (a bit per seq), the head
   and the retention floor. With ``topic-sequence`` on a publisher commits
   ``head + 1`` in one step; off, it first takes an id from a shared sequence
   and commits it later, so ids can commit out of order. A replay query returns
   the committed rows ``after < seq [<= upto]`` above the floor, at most
   ``limit``, unless the fault "the replay query fails" is chosen instead.
-* **Publishers** commit, then publish to Redis, ``events`` times in all.
+* **Publishers** commit, then publish to Redis, ``events`` times in all; the
+  publish may be lost after the commit (a fault).
+* **Head probe** (``head-probe``): each replica reads the topic head every
+  ``probe_interval`` ticks and feeds it to its open sessions.
 * **Time** passes in ticks. No clock is kept: each armed timer holds the ticks
   left, ``time passes`` moves every running timer on by one, and is not enabled
   while a timer is due, so due timers fire first. A sleeping laptop's timers
   stand still and are all due when it wakes.
 * **Faults** (the vocabulary of ``model.faults``) happen at most ``faults``
   times in all: a stream drops or stalls, a laptop sleeps, a subscriber link dies
-  silently or is disconnected, a replay query fails, retention prunes, a replica
-  goes down. Waking up, links reconnecting, replicas coming back, browser
-  online / visible triggers and the user's Retry are not faults.
+  silently or is disconnected, a publish is lost after its commit, a replay
+  query or a snapshot load fails, retention prunes, a replica goes down. Waking
+  up, links reconnecting, replicas coming back, browser online / visible triggers
+  and the user's Retry are not faults.
 
 The world passes ``now=0`` to every machine and reads a timer's ``at`` as the
 ticks left, which is why no absolute time appears in any state.
@@ -82,6 +94,8 @@ __all__ = [
     "ClientSlot",
     "Db",
     "Fed",
+    "DELIVERY_FLAGS",
+    "FAILED_FLAGS",
     "Flag",
     "Frame",
     "Kind",
@@ -134,6 +148,7 @@ class Frame(_Fast):
     EVENT = "event"
     TRUNCATED = "replay-truncated"
     FAILED = "replay-failed"
+    HEAD = "head"  #: the head announced to a stream opened without a cursor
 
 
 class Pub(_Fast):
@@ -145,11 +160,19 @@ class Pub(_Fast):
 
 
 class Flag(enum.IntFlag):
-    """What ``failed-only-after-max`` forbids, recorded on the client when it happens."""
+    """What an invariant forbids that only a step can show, recorded on the client then."""
 
     FAILED_EARLY = 1  #: reached failed before max_attempts real attempts
     LEFT_FAILED = 2  #: left failed without recover() or a trigger
     STREAMED_BEFORE_SNAPSHOT = 4  #: recover() opened a stream before its snapshot loaded
+    STREAM_OUT_OF_ORDER = 8  #: an event id sent on a stream not above the last one sent on it
+    CURSOR_BACKWARDS = 16  #: the client's cursor moved back within an epoch
+    APPLIED_TWICE = 32  #: an event handed to the application again
+
+
+#: The flags ``failed-only-after-max`` judges; the others are ``ordered-delivery``'s.
+FAILED_FLAGS = Flag.FAILED_EARLY | Flag.LEFT_FAILED | Flag.STREAMED_BEFORE_SNAPSHOT
+DELIVERY_FLAGS = Flag.STREAM_OUT_OF_ORDER | Flag.CURSOR_BACKWARDS | Flag.APPLIED_TWICE
 
 
 class Machine(_Fast):
@@ -179,12 +202,15 @@ class Kind(_Fast):
     TRIGGER = "trigger"
     RETRY = "retry"
     TICK = "tick"
+    PROBE = "probe"
     NETWORK_DROP = "network.drop"
     NETWORK_STALL = "network.stall"
     CLIENTS_SLEEP = "clients.sleep"
     REDIS_SUBSCRIBER_DIES = "redis.subscriber_dies"
     REDIS_DISCONNECT = "redis.disconnect"
+    REDIS_PUBLISH_LOST = "redis.publish_lost"
     POSTGRES_REPLAY_FAILS = "postgres.replay_fails"
+    POSTGRES_SNAPSHOT_FAILS = "postgres.snapshot_fails"
     POSTGRES_PRUNE = "postgres.prune"
     REPLICAS_DOWN = "replicas.down"
 
@@ -253,6 +279,8 @@ SENTENCES: dict[tuple[Kind, str], str] = {
     (Kind.RECEIVE, "event"): "client {actor} receives event {0}",
     (Kind.RECEIVE, "truncated"): "client {actor} receives replay-truncated (head {0})",
     (Kind.RECEIVE, "failed"): "client {actor} receives replay-failed",
+    (Kind.RECEIVE, "head"): "client {actor} receives the head announcement ({0})",
+    (Kind.PROBE, ""): "replica {actor} probes the topic head ({0})",
     (Kind.SNAPSHOT, ""): "client {actor}: snapshot loaded (head {0})",
     (Kind.TIMER, "heartbeat"): "client {actor}: heartbeat check fires while {0}",
     (Kind.TIMER, "backoff"): "client {actor}: backoff timer fires",
@@ -296,6 +324,8 @@ class WorldConfig:
     sentinel_timeout: int = 2
     backoff_base: int = 1
     backoff_cap: int = 4
+    probe_interval: int = 0  #: ticks between head probes; 0: the sentinel interval
+    start_cursor: int | None = None  #: the clients' first cursor (None: a fresh browser)
     fixes: Fixes = Fixes()
 
     def __post_init__(self) -> None:
@@ -304,11 +334,18 @@ class WorldConfig:
                      "sentinel_timeout", "backoff_cap"):
             if getattr(self, name) < 1:
                 raise ValueError(f"WorldConfig.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("events", "faults", "backoff_base"):
+        for name in ("events", "faults", "backoff_base", "probe_interval"):
             if getattr(self, name) < 0:
                 raise ValueError(f"WorldConfig.{name} must be at least 0, got {getattr(self, name)}")
         if self.events > 60:
             raise ValueError("WorldConfig.events is at most 60 (events are bits of an int)")
+        if self.start_cursor is not None and self.start_cursor != 0:
+            raise ValueError("WorldConfig.start_cursor is None (no cursor) or 0 (the empty topic)")
+
+    @property
+    def probe_period(self) -> int:
+        """Ticks between head probes."""
+        return self.probe_interval or self.sentinel_interval
 
     @property
     def client(self) -> cl.ClientConfig:
@@ -357,6 +394,7 @@ class Stream(NamedTuple):
     wire: tuple[tuple[Frame, int], ...]  #: frames sent, not yet received: (frame, seq)
     query: se.QueryReplay | None  #: the replay query running for it
     heard: bool  #: a message reached the client on this stream
+    last_sent: int  #: the last event seq (or announced head) the session wrote on it
 
 
 class PendingSnapshot(NamedTuple):
@@ -378,7 +416,8 @@ class ClientSlot(NamedTuple):
     asleep: bool
     attempts_started: int  #: attempts really started since the last stable connection
     recovering: bool  #: recover() ran and its snapshot is not done yet
-    flags: Flag  #: failed-only-after-max breaches seen so far
+    page_loaded: bool  #: the page's initial load is done (its first stream opened)
+    flags: Flag  #: breaches only a step can show (see Flag), seen so far
 
 
 class Replica(NamedTuple):
@@ -391,6 +430,7 @@ class Replica(NamedTuple):
     queue: tuple[int, ...]  #: Redis messages on the way: seq > 0, or -token for a sentinel
     down: bool  #: refusing connections
     dead_for: int  #: ticks since its link died silently, undetected; -1 otherwise
+    probe_left: int  #: head-probe timer: ticks left, -1 when not armed (head-probe off)
 
 
 class Db(NamedTuple):
@@ -418,10 +458,12 @@ NO_FLAGS = Flag(0)
 
 
 def initial(config: WorldConfig) -> State:
-    """The start: every client connecting from 0-0, every subscriber healthy."""
-    start = EventId(0, 0)
-    slot = ClientSlot(cl.initial(start), -1, -1, (), 0, None, False, 0, False, NO_FLAGS)
-    replica = Replica(sb.initial(), -1, -1, Link.UP, (), False, -1)
+    """The start: every client connecting (without a cursor by default), subscribers healthy."""
+    start = None if config.start_cursor is None else EventId(0, config.start_cursor)
+    slot = ClientSlot(cl.initial(start), -1, -1, (), 0, None, False, 0, False, start is not None,
+                      NO_FLAGS)
+    probe = config.probe_period if config.fixes.head_probe else -1
+    replica = Replica(sb.initial(), -1, -1, Link.UP, (), False, -1, probe)
     s = State(clients=(slot,), replicas=(replica,), db=Db(0, 0, 0, 0),
               pubs=((Pub.IDLE, 0),) * config.publishers, published=0, faults=0, overrun=0)
     ctx = _Ctx(config, s)
@@ -509,6 +551,16 @@ def _feed_client(ctx: _Ctx, i: int, event: cl.ClientInput) -> None:
         recovering = True
     if isinstance(event, cl.RehydrateDone):
         recovering = False
+    was, now = old.last_event_id, m.last_event_id
+    if was is not None and now is not None and now.epoch == was.epoch and now.seq < was.seq:
+        flags |= Flag.CURSOR_BACKWARDS
+    top = was.seq if was is not None else -1
+    for act in acts:
+        if act.__class__ is cl.Deliver:
+            assert isinstance(act, cl.Deliver)
+            if act.event_id.seq <= top:
+                flags |= Flag.APPLIED_TWICE
+            top = act.event_id.seq
     heard = bool(slot.streams) and slot.streams[-1].heard
     witness = observe(AttemptsWitness(slot.attempts_started, heard), event, old, m, acts)
     slot = slot._replace(machine=m, flags=flags, recovering=recovering,
@@ -538,7 +590,7 @@ def _client_cancel_timer(ctx: _Ctx, i: int, act: CancelTimer) -> None:
 def _client_open_stream(ctx: _Ctx, i: int, act: cl.OpenStream) -> None:
     slot = ctx.clients[i]
     flags = slot.flags | (Flag.STREAMED_BEFORE_SNAPSHOT if slot.recovering else NO_FLAGS)
-    stream = Stream(-1, StreamPhase.CONNECTING, act.last_event_id, None, (), None, False)
+    stream = Stream(-1, StreamPhase.CONNECTING, act.last_event_id, None, (), None, False, 0)
     ctx.feeds.append(Fed(Machine.STREAM_ADDED, i, len(slot.streams), None, ""))
     ctx.clients[i] = slot._replace(streams=(*slot.streams, stream), flags=flags)
 
@@ -592,7 +644,13 @@ def _feed_session(ctx: _Ctx, i: int, k: int, event: se.SessionInput) -> None:
 
 def _wire(ctx: _Ctx, i: int, k: int, frame: Frame, seq: int) -> None:
     stream = ctx.clients[i].streams[k]
-    _set_stream(ctx, i, k, stream._replace(wire=(*stream.wire, (frame, seq))))
+    stream = stream._replace(wire=(*stream.wire, (frame, seq)))
+    if frame is Frame.EVENT or frame is Frame.HEAD:
+        if frame is Frame.EVENT and seq <= stream.last_sent:
+            slot = ctx.clients[i]
+            ctx.clients[i] = slot._replace(flags=slot.flags | Flag.STREAM_OUT_OF_ORDER)
+        stream = stream._replace(last_sent=max(seq, stream.last_sent))
+    _set_stream(ctx, i, k, stream)
 
 
 def _session_query(ctx: _Ctx, i: int, k: int, act: se.QueryReplay) -> None:
@@ -604,6 +662,7 @@ _SESSION_ACTIONS: dict[type[Action], Callable[..., object]] = {
     se.Send: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.EVENT, act.event_id.seq),
     se.SendTruncated: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.TRUNCATED, act.head.seq),
     se.SendFailed: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.FAILED, 0),
+    se.AnnounceHead: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.HEAD, act.head.seq),
     se.QueryReplay: _session_query,
     StartTimer: ignore,
     CancelTimer: ignore,
@@ -721,6 +780,15 @@ def _publishers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
                      variant="publish")
 
 
+def _publish_lost(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a committed event's publish to Redis is lost (or the process dies before it)."""
+    for p, (phase, _) in enumerate(s.pubs):
+        if phase is Pub.COMMITTED:
+            pubs = list(s.pubs)
+            pubs[p] = (Pub.IDLE, 0)
+            yield _t(Kind.REDIS_PUBLISH_LOST, p, s._replace(pubs=tuple(pubs), faults=s.faults + 1))
+
+
 def _redis_delivers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
     """Redis hands the next message of a link to its replica."""
     for r, rep in enumerate(s.replicas):
@@ -747,6 +815,10 @@ def _links_reconnect(cfg: WorldConfig, s: State) -> Iterator[Transition]:
         if rep.link is Link.DOWN:
             ctx = _Ctx(cfg, s)
             ctx.replicas[r] = rep._replace(link=Link.UP)
+            if rep.subscriber.health is sb.Health.UNHEALTHY:
+                # it resubscribed after a missed sentinel: redis-py reports the new
+                # connection's attempt (Reconnecting) before it is ready, as the service sees
+                _feed_subscriber(ctx, r, sb.Reconnecting(reason="resubscribing"))
             _feed_subscriber(ctx, r, sb.Ready())
             yield _t(Kind.RECONNECT, r, ctx.state(s), ctx=ctx)
 
@@ -833,6 +905,9 @@ def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
                 if rep.down:
                     continue
                 ctx = _Ctx(cfg, s)
+                if not slot.page_loaded:  # the page's load: the state as of this head
+                    ctx.clients[i] = slot._replace(page_loaded=True,
+                                                   applied=slot.applied | db.committed)
                 _set_stream(ctx, i, k, stream._replace(replica=r, phase=StreamPhase.OPEN,
                                                        session=se.initial()))
                 topic = se.TopicHead(0, db.head, db.floor)
@@ -881,6 +956,7 @@ _RECEIVE: dict[Frame, tuple[str, Callable[[int], cl.ClientInput]]] = {
     Frame.EVENT: ("event", lambda seq: cl.EventReceived(event_id=EventId(0, seq))),
     Frame.TRUNCATED: ("truncated", lambda seq: cl.ReplayTruncated(head=EventId(0, seq))),
     Frame.FAILED: ("failed", lambda seq: cl.ReplayFailed()),
+    Frame.HEAD: ("head", lambda seq: cl.HeadAnnounced(head=EventId(0, seq))),
 }
 
 
@@ -944,6 +1020,17 @@ def _snapshots_load(cfg: WorldConfig, s: State) -> Iterator[Transition]:
         yield _t(Kind.SNAPSHOT, i, ctx.state(s), head, ctx=ctx)
 
 
+def _snapshot_fails(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a pending snapshot load fails."""
+    for i, slot in _awake(s):
+        if slot.snapshot is None:
+            continue
+        ctx = _Ctx(cfg, s)
+        ctx.clients[i] = slot._replace(snapshot=None)
+        _feed_client(ctx, i, cl.RehydrateFailed(reason="statement timeout"))
+        yield _t(Kind.POSTGRES_SNAPSHOT_FAILS, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
 def _client_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
     """A due heartbeat or backoff timer fires."""
     for i, slot in _awake(s):
@@ -1003,6 +1090,22 @@ def _sentinel_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel-timeout", ctx=ctx)
 
 
+def _probes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """A replica's head probe is due: read the head, feed it to the replica's open sessions."""
+    for r, rep in enumerate(s.replicas):
+        if rep.probe_left != 0:
+            continue
+        ctx = _Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(probe_left=cfg.probe_period)
+        topic = se.TopicHead(0, s.db.head, s.db.floor)
+        for i, slot in enumerate(s.clients):
+            for k, stream in enumerate(slot.streams):
+                if (stream.replica == r and stream.phase is StreamPhase.OPEN
+                        and stream.session is not None):
+                    _feed_session(ctx, i, k, se.HeadProbed(topic=topic))
+        yield _t(Kind.PROBE, r, ctx.state(s), s.db.head, ctx=ctx)
+
+
 def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
     """One tick for every running timer, unless a timer is due or nothing runs."""
     moved = False
@@ -1013,12 +1116,14 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             return
         flows = _heartbeats_flow(slot)
         if slot.backoff_left > 0 or (slot.heartbeat_left > 0 and not flows) or (
-                flows and not slot.streams[-1].heard):
+                flows and _first_heartbeat_due(slot)):
             moved = True
     for rep in s.replicas:
-        if rep.sentinel_left == 0 or rep.sentinel_timeout_left == 0:
-            return
-        if rep.sentinel_left > 0 or rep.sentinel_timeout_left > 0 or 0 <= rep.dead_for <= cfg.detection_bound:
+        if (rep.sentinel_left == 0 or rep.sentinel_timeout_left == 0 or rep.probe_left == 0
+                or rep.queue):
+            return  # due timers fire, and Redis delivers, before time moves on
+        if (rep.sentinel_left > 0 or rep.sentinel_timeout_left > 0 or rep.probe_left > 0
+                or 0 <= rep.dead_for <= cfg.detection_bound):
             moved = True
     if not moved:
         return
@@ -1032,7 +1137,7 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             else slot.heartbeat_left,
             backoff_left=slot.backoff_left - 1 if slot.backoff_left > 0 else slot.backoff_left,
         )
-        if flows and not slot.streams[-1].heard:
+        if flows and _first_heartbeat_due(slot):
             _feed_client(ctx, i, cl.HeartbeatReceived())  # the first heartbeat on the stream
     bound = cfg.detection_bound
     for r, rep in enumerate(ctx.replicas):
@@ -1041,8 +1146,15 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             sentinel_timeout_left=(rep.sentinel_timeout_left - 1 if rep.sentinel_timeout_left > 0
                                    else rep.sentinel_timeout_left),
             dead_for=min(rep.dead_for + 1, bound + 1) if rep.dead_for >= 0 else -1,
+            probe_left=rep.probe_left - 1 if rep.probe_left > 0 else rep.probe_left,
         )
     yield _t(Kind.TICK, -1, ctx.state(s), ctx=ctx)
+
+
+def _first_heartbeat_due(slot: ClientSlot) -> bool:
+    """The stream's first heartbeat would arrive now: nothing heard, no frame ahead of it."""
+    stream = slot.streams[-1]
+    return not stream.heard and not stream.wire
 
 
 def _heartbeats_flow(slot: ClientSlot) -> bool:
@@ -1055,6 +1167,7 @@ def _heartbeats_flow(slot: ClientSlot) -> bool:
 #: while the fault budget lasts. One enabler per actor and kind.
 ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.PUBLISH, _publishers),
+    (Kind.REDIS_PUBLISH_LOST, _publish_lost),
     (Kind.DELIVER, _redis_delivers),
     (Kind.RECONNECT, _links_reconnect),
     (Kind.REPLICA_UP, _replicas_come_up),
@@ -1070,11 +1183,13 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.NETWORK_DROP, _streams_drop),
     (Kind.NETWORK_STALL, _streams_stall),
     (Kind.SNAPSHOT, _snapshots_load),
+    (Kind.POSTGRES_SNAPSHOT_FAILS, _snapshot_fails),
     (Kind.TIMER, _client_timers),
     (Kind.TRIGGER, _triggers),
     (Kind.RETRY, _retries),
     (Kind.CLIENTS_SLEEP, _laptops_sleep),
     (Kind.TIMER, _sentinel_timers),
+    (Kind.PROBE, _probes),
     (Kind.TICK, _time_passes),
 )
 
@@ -1108,6 +1223,8 @@ def flatten(cfg: WorldConfig, s: State) -> dict[str, str]:
         out[f"{p}.heartbeat_timer"] = "off" if slot.heartbeat_left < 0 else str(slot.heartbeat_left)
         out[f"{p}.backoff_timer"] = "off" if slot.backoff_left < 0 else str(slot.backoff_left)
         out[f"{p}.asleep"] = str(slot.asleep).lower()
+        if slot.flags:
+            out[f"{p}.breaches"] = str(slot.flags)
         for k, st in enumerate(slot.streams):
             q = f"{p}.stream{k}"
             out[q] = (st.phase.value + (f" on replica {st.replica}" if st.replica >= 0 else "")
@@ -1116,7 +1233,8 @@ def flatten(cfg: WorldConfig, s: State) -> dict[str, str]:
                 out[f"{q}.session"] = f"{st.session.phase.value} cursor {st.session.cursor}"
             if st.wire:
                 out[f"{q}.wire"] = ",".join(
-                    f"event {v}" if kd is Frame.EVENT else kd.value for kd, v in st.wire)
+                    f"{kd.value} {v}" if kd is Frame.EVENT or kd is Frame.HEAD else kd.value
+                    for kd, v in st.wire)
             if st.query is not None:
                 out[f"{q}.query"] = (f"after {st.query.after} upto {st.query.upto} "
                                      f"limit {st.query.limit}")
@@ -1130,6 +1248,7 @@ def flatten(cfg: WorldConfig, s: State) -> dict[str, str]:
         out[f"{p}.sentinel_timeout"] = ("off" if rep.sentinel_timeout_left < 0
                                         else str(rep.sentinel_timeout_left))
         out[f"{p}.down"] = str(rep.down).lower()
+        out[f"{p}.probe_timer"] = "off" if rep.probe_left < 0 else str(rep.probe_left)
     out["postgres.committed"] = "{" + ",".join(map(str, seqs(s.db.committed))) + "}"
     out["postgres.head"] = str(s.db.head)
     out["postgres.floor"] = str(s.db.floor)

@@ -181,6 +181,7 @@ class Bench:
             se.SendFailed: self._send_failed,
             se.SendHeartbeat: self._send_heartbeat,
             se.EndStream: self._end_stream,
+            se.AnnounceHead: self._announce_head,
             StartTimer: self._start_session_timer,
             CancelTimer: functools.partial(self._cancel_timer, "session"),
             Log: ignore,  # the step log shows it
@@ -421,6 +422,10 @@ class Bench:
     def _send_failed(self, action: se.SendFailed) -> None:
         why = action.reason
         self._frame(self._acting_stream, lambda now: cl.ReplayFailed(reason=why, now=now))
+
+    def _announce_head(self, action: se.AnnounceHead) -> None:
+        head = action.head
+        self._frame(self._acting_stream, lambda now: cl.HeadAnnounced(head=head, now=now))
 
     def _send_heartbeat(self, action: se.SendHeartbeat) -> None:
         self._frame(self._acting_stream, lambda now: cl.HeartbeatReceived(now=now))

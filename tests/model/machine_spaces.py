@@ -66,6 +66,7 @@ CLIENT_INPUT_KINDS: dict[str, tuple[cl.ClientInput, ...]] = {
     "StreamClosed": (cl.StreamClosed(u=0.5),),
     "EventReceived": tuple(cl.EventReceived(event_id=e) for e in CLIENT_IDS),
     "HeartbeatReceived": (cl.HeartbeatReceived(),),
+    "HeadAnnounced": (cl.HeadAnnounced(head=EventId(0, 2)),),
     "ReplayTruncated": (cl.ReplayTruncated(head=EventId(0, 2)),),
     "ReplayFailed": (cl.ReplayFailed(),),
     "TimerFired(heartbeat)": (cl.TimerFired(timer=cl.HEARTBEAT),),
@@ -128,11 +129,13 @@ SESSION_STATIC_KINDS: dict[str, tuple[se.SessionInput, ...]] = {
                   se.LiveEvent(seq=3, epoch=1)),
     "Resync": (se.Resync(topic=se.TopicHead(0, 3)), se.Resync(topic=se.TopicHead(0, 7))),
     "ResyncFailed": (se.ResyncFailed(),),
+    "HeadProbed": (se.HeadProbed(topic=se.TopicHead(0, 3)), se.HeadProbed(topic=se.TopicHead(0, 7))),
     "TimerFired(heartbeat)": (se.TimerFired(timer=se.HEARTBEAT),),
     "TimerFired(unknown)": (se.TimerFired(timer="no-such-timer"),),
     "Close": (se.Close(),),
 }
 SESSION_KIND_NAMES = ("Open", "ReplayRows", "ReplayError", "LiveEvent", "Resync", "ResyncFailed",
+                      "HeadProbed",
                       "TimerFired(heartbeat)", "TimerFired(unknown)", "Close")
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from model import client as cl
-from model.core import Action, UnhandledActionError, dispatch, ignore
+from model.core import Action, EventId, UnhandledActionError, dispatch, ignore
 from model.fixes import Fixes
 from model.witness import AttemptsWitness, observe
 
 
 def _run(cfg: cl.ClientConfig, events: list[cl.ClientInput]) -> tuple[cl.ClientState, AttemptsWitness]:
-    state, witness = cl.initial(), AttemptsWitness()
+    state, witness = cl.initial(EventId(0, 0)), AttemptsWitness()
     for event in events:
         after, acts = cl.step(cfg, state, event)
         witness = observe(witness, event, state, after, acts)

@@ -10,7 +10,7 @@ The shape, in four parts:
   the enabled ones by its label. Nothing is written twice: the world's own
   :func:`~model.world.successors` says what may happen and what it does.
 * One ``@invariant`` per safety invariant in :data:`model.invariants.SAFETY`,
-  each asking :func:`model.world.state_violations` -- the very predicate the
+  each asking :func:`model.invariants.violations` -- the very predicate the
   exhaustive checker uses -- whether its name is among those broken.
 * ``teardown`` is the heal phase (:func:`sims.heal.heal`): faults stop, the world
   is driven to quiescence deterministically, the safety invariants are judged
@@ -97,13 +97,14 @@ SLOWABLE_KINDS: tuple[str, ...] = tuple(k for k in PROGRESS if k != Kind.TICK.va
 
 
 @st.composite
-def world_configs(draw: st.DrawFn, /, *, fixes: Fixes | None = None,
+def world_configs(draw: st.DrawFn, /, *, fixes: Fixes | None = None, start_cursor: int | None = None,
                   **fixed: int | tuple[int, int]) -> WorldConfig:
     """Small worlds: 1-2 clients, replicas and publishers, up to 4 events and 3 faults.
 
     ``fixes`` (default: all on) is the base; the fixes in :data:`INVISIBLE_FIXES`
     are drawn on or off on top of it. A keyword pins a size (``publishers=2``) or
-    narrows its range (``faults=(1, 2)``).
+    narrows its range (``faults=(1, 2)``); ``start_cursor=0`` starts the clients
+    resuming from ``0-0`` instead of as fresh browsers.
     """
     ranges = {
         "clients": (1, 2), "replicas": (1, 2), "publishers": (1, 2), "events": (1, 4),
@@ -124,7 +125,8 @@ def world_configs(draw: st.DrawFn, /, *, fixes: Fixes | None = None,
             sizes[name] = draw(st.integers(*pinned), label=name)
     base = Fixes.all() if fixes is None else fixes
     off = [name for name in INVISIBLE_FIXES if not draw(st.booleans(), label=f"{name} on")]
-    return WorldConfig(**sizes, fixes=base.without(*off) if off else base)
+    return WorldConfig(**sizes, start_cursor=start_cursor,
+                       fixes=base.without(*off) if off else base)
 
 
 # ---------------------------------------------------------------- failures
@@ -285,6 +287,7 @@ class WorldMachine(RuleBasedStateMachine):
     replica_up = _kind_rule("replica-up", "A replica that went down comes back up.")
     trigger = _kind_rule("trigger", "The browser goes online or the page becomes visible.")
     retry = _kind_rule("retry", "The user presses Retry on a failed client: recover().")
+    probe = _kind_rule("probe", "A replica's head probe reads the topic head for its streams.")
 
     network_drop = _kind_rule("network.drop", "Fault: a client's stream drops; both ends see it.")
     network_stall = _kind_rule("network.stall", "Fault: a client's stream goes silent without closing.")
@@ -293,6 +296,9 @@ class WorldMachine(RuleBasedStateMachine):
                                        "Fault: a replica's subscriber link dies silently.")
     redis_disconnect = _kind_rule("redis.disconnect", "Fault: a subscriber link drops visibly.")
     postgres_replay_fails = _kind_rule("postgres.replay_fails", "Fault: a replay query fails.")
+    redis_publish_lost = _kind_rule("redis.publish_lost",
+                                    "Fault: a publish to Redis is lost after its commit.")
+    postgres_snapshot_fails = _kind_rule("postgres.snapshot_fails", "Fault: a snapshot load fails.")
     postgres_prune = _kind_rule("postgres.prune", "Fault: retention prunes the oldest kept event.")
     replicas_down = _kind_rule("replicas.down", "Fault: a replica goes down and drops its streams.")
 
@@ -310,6 +316,8 @@ class WorldMachine(RuleBasedStateMachine):
     holds_no_silent_stale = _safety_invariant("no-silent-stale")
     holds_detection_bound = _safety_invariant("detection-bound")
     holds_single_stream = _safety_invariant("single-stream")
+    holds_ordered_delivery = _safety_invariant("ordered-delivery")
+    holds_no_stream_without_cursor = _safety_invariant("no-stream-without-cursor")
 
     def judge(self, name: str) -> None:
         """Raise if the current state breaks the shared invariant ``name``."""
@@ -365,11 +373,12 @@ RULED_KINDS: tuple[str, ...] = (*PROGRESS, *WORLD_FAULT_KINDS)
 
 
 def machine_for(fixes: Fixes, *, healing: bool = True, judged: frozenset[str] = frozenset(SAFETY),
-                sizes: Mapping[str, int | tuple[int, int]] | None = None) -> type[WorldMachine]:
+                sizes: Mapping[str, int | tuple[int, int]] | None = None,
+                start_cursor: int | None = None) -> type[WorldMachine]:
     """A WorldMachine subclass whose configs have ``fixes`` (plus invisible ones) and pinned sizes."""
     off = "_".join(n.replace("-", "_") for n in fixes.off()) or "all_fixes"
     return type(f"WorldMachine_{off}", (WorldMachine,), {
-        "configs": world_configs(fixes=fixes, **(sizes or {})),
+        "configs": world_configs(fixes=fixes, start_cursor=start_cursor, **(sizes or {})),
         "healing": healing,
         "judged": judged,
         "counters": {"runs": 0, "steps": 0},
