@@ -9,7 +9,7 @@ import sys
 from model.fixes import Fixes
 from model.invariants import SAFETY
 from model.world import WorldConfig
-from sims.check import CheckResult, Step, Violation, check
+from sims.check import CheckResult, Progress, Step, Violation, check
 from sims.commands._args import fix_name, non_negative_int, positive_int
 
 __all__ = ["format_result", "register", "run", "to_dot"]
@@ -43,7 +43,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
                    help="switch a fix off (name or F1..F5; repeatable)")
     p.add_argument("--no-symmetry", action="store_true", help="do not merge states that differ "
-                   "only by which client is which")
+                   "only by which client or replica is which")
+    p.add_argument("--no-client-symmetry", action="store_true",
+                   help="do not merge states that differ only by which client is which")
+    p.add_argument("--no-replica-symmetry", action="store_true",
+                   help="do not merge states that differ only by which replica is which")
+    p.add_argument("--no-por", action="store_true", help="no partial-order reduction")
+    p.add_argument("--no-reduction", action="store_true",
+                   help="no reduction at all (symmetry and partial order): the plain search")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="search in this many processes, hash-partitioned (%(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="search on an existing Dask cluster (e.g. tcp://HOST:8786), "
+                   "--workers partitions as actors")
+    p.add_argument("--profile", type=non_negative_int, default=0, metavar="N",
+                   help="run under cProfile and report its top N entries (in --json too)")
+    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                   help="a progress line on stderr: auto = on a terminal, or every 10 s "
+                   "once a run passes 10 s (%(default)s)")
     p.add_argument("--no-liveness", action="store_true", help="check safety invariants only")
     p.add_argument("--only", action="append", choices=SAFETY, metavar="INVARIANT",
                    help="judge only this safety invariant (repeatable; choices: %(choices)s)")
@@ -69,15 +86,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sselab check: error: {exc}", file=sys.stderr)
         return 2
-    progress = None
-    if not args.json and sys.stderr.isatty():
-        def progress(states: int, depth: int) -> None:
-            print(f"\r  {states:,} states, depth {depth}", end="", file=sys.stderr, flush=True)
-    result = check(config, symmetry=not args.no_symmetry, max_states=args.max_states,
-                   max_depth=args.max_depth, liveness=not args.no_liveness,
-                   stop_at_first=args.stop_at_first, only=args.only, progress=progress)
-    if progress is not None:
-        print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+    line = ProgressLine(args.progress)
+    try:
+        result = check(config, symmetry=not args.no_symmetry,
+                       client_symmetry=not args.no_client_symmetry,
+                       replica_symmetry=not args.no_replica_symmetry, por=not args.no_por,
+                       reduction=not args.no_reduction, max_states=args.max_states,
+                       max_depth=args.max_depth, liveness=not args.no_liveness,
+                       stop_at_first=args.stop_at_first, only=args.only, workers=args.workers,
+                       scheduler=args.scheduler, profile=args.profile, progress=line)
+    except OSError as exc:
+        print(f"sselab check: error: cannot reach the Dask scheduler {args.scheduler}: {exc}",
+              file=sys.stderr)
+        return 2
+    line.done()
     if args.dot and result.violations:
         with open(args.dot, "w", encoding="utf-8") as fh:
             fh.write(to_dot(result.violations[0]))
@@ -88,29 +110,84 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+class ProgressLine:
+    """Prints states, depth, rate and memory on stderr while a search runs."""
+
+    def __init__(self, mode: str) -> None:
+        self.tty = sys.stderr.isatty()
+        self.mode = mode
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, p: Progress) -> None:
+        """Show where the search is (throttled)."""
+        if self.mode == "never" or (self.mode == "auto" and not self.tty and p.seconds < 10):
+            return
+        every = 0.5 if self.tty else 10.0
+        if p.seconds - self.last < every and self.shown:
+            return
+        self.last = p.seconds
+        text = (f"  {p.states:,} states, depth {p.depth}, frontier {p.frontier:,}, "
+                f"{p.rate:,.0f} states/s, {p.memory_mb:,.0f} MB, {p.seconds:,.0f} s")
+        if self.tty:
+            print("\r" + text.ljust(78), end="", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+        self.shown = True
+
+    def done(self) -> None:
+        """Clear the line on a terminal."""
+        if self.shown and self.tty:
+            print("\r" + " " * 78 + "\r", end="", file=sys.stderr, flush=True)
+
+
 def format_result(result: CheckResult) -> str:
     """The human report: config, verdict table, cost, and each counterexample."""
     cfg = result.config
+    width = max(24, 2 + max(map(len, result.invariants)))
     lines = [
         "sselab check: " + " ".join(f"{k}={getattr(cfg, k)}" for k in (
             "clients", "replicas", "publishers", "events", "faults", "max_attempts",
             "replay_limit")),
-        f"fixes: {cfg.fixes}" + ("" if result.symmetry else "   (no symmetry reduction)"),
+        f"fixes: {cfg.fixes}" + _reductions(result),
         "",
-        f"{'invariant':<24}verdict",
+        f"{'invariant':<{width}}verdict",
     ]
     for name, verdict in result.invariants.items():
-        lines.append(f"{name:<24}{verdict}")
+        lines.append(f"{name:<{width}}{verdict}")
     lines += [
         "",
         f"states {result.states:,}   transitions {result.transitions:,}   depth {result.depth}   "
-        f"seconds {result.seconds:.1f}   states/s {result.states_per_second:,.0f}",
+        f"seconds {result.seconds:.1f}   states/s {result.states_per_second:,.0f}"
+        + _cost(result),
         "complete" if result.complete else f"INCOMPLETE: {result.incomplete_reason} "
         "(nothing is proven; raise --max-states/--max-depth or shrink the world)",
     ]
     for v in result.violations:
         lines += ["", *format_violation(v)]
     return "\n".join(lines)
+
+
+def _reductions(result: CheckResult) -> str:
+    red = result.stats.get("reductions", {})
+    on = [name for name, key in (("client symmetry", "client_symmetry"),
+                                 ("replica symmetry", "replica_symmetry"),
+                                 ("partial order", "partial_order")) if red.get(key)]
+    return "   reductions: " + (", ".join(on) if on else "none")
+
+
+def _cost(result: CheckResult) -> str:
+    st = result.stats
+    if not st:
+        return ""
+    out = f"\nworkers {st.get('workers')}   peak memory {st.get('peak_memory_mb', 0):,.0f} MB"
+    out += f"   bytes/state {st.get('bytes_per_state', 0):,.0f}"
+    spared = st.get("reductions", {}).get("transitions_spared", 0)
+    if spared:
+        out += f"   transitions spared by partial order {spared:,}"
+    for line in st.get("profile_top", []):
+        out += "\n  profile: " + line
+    return out
 
 
 def format_violation(v: Violation) -> list[str]:

@@ -1,0 +1,162 @@
+"""Counterexamples: rebuilding a path from stored fingerprints, liveness lassos, replay.
+
+The search stores each state as its fingerprint and its parent's. A path is
+rebuilt by walking parents back to the root, then replaying forwards from the
+initial state: at each step, of the transitions whose target has the next
+fingerprint, the one with the smallest key code (the search's own tie-break).
+So the rebuilt states are exactly those the search held, in the world's real
+indices (never a permuted representative), and every step is re-judged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import networkx as nx
+
+from model.invariants import LIVENESS
+from model.world import State, Transition, WorldConfig, enabled, flatten, initial
+from sims.check.canon import Canon, key_code
+from sims.check.pools import Pool
+from sims.check.result import Key, Step, Violation
+
+__all__ = ["liveness_violations", "path_to", "replay", "steps_of"]
+
+
+def path_fps(pool: Pool, root: int, fp: int) -> list[int]:
+    """Fingerprints from the root's child to ``fp``, asking each owner for parents."""
+    out = []
+    while fp != root:
+        out.append(fp)
+        (pfp,) = pool.call(fp % pool.size, "parents", [fp])
+        if pfp is None:
+            raise AssertionError(f"fingerprint {fp} has no stored parent")
+        fp = pfp
+    out.reverse()
+    return out
+
+
+def follow(config: WorldConfig, canon: Canon, state: State, target: int) -> Transition:
+    """The transition of ``state`` reaching fingerprint ``target`` with the smallest key code."""
+    best: Transition | None = None
+    best_code = 0
+    for t in enabled(config, state):
+        if canon.fingerprint(t.state) == target:
+            code = key_code(t.key)
+            if best is None or code < best_code:
+                best, best_code = t, code
+    if best is None:
+        raise AssertionError("no transition reaches the stored fingerprint (a world that is not "
+                             "deterministic, or a fingerprint collision)")
+    return best
+
+
+def path_to(config: WorldConfig, canon: Canon, fps: Sequence[int]) -> list[Transition]:
+    """Replay from the initial state through the fingerprints ``fps``."""
+    state = initial(config)
+    out = []
+    for fp in fps:
+        t = follow(config, canon, state, fp)
+        out.append(t)
+        state = t.state
+    return out
+
+
+def steps_of(config: WorldConfig, start: State, path: Sequence[Transition]) -> list[Step]:
+    """The path as steps, each with the fields it changed."""
+    prev = flatten(config, start)
+    steps = []
+    for t in path:
+        now = flatten(config, t.state)
+        changes = tuple((k, v) for k, v in now.items() if prev.get(k) != v)
+        changes += tuple((k, "gone") for k in prev if k not in now)
+        steps.append(Step(t.kind, t.actor, t.variant, t.args, t.sentence, changes))
+        prev = now
+    return steps
+
+
+def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int,
+                        settled: list[tuple[dict[int, list[int]], dict[int, bool], dict[int, int]]],
+                        already: set[str]) -> list[Violation]:
+    """Bottom components of the settled graph where clients never converge or a death stays unseen."""
+    edges: dict[int, list[int]] = {}
+    conv: dict[int, bool] = {}
+    undet: dict[int, int] = {}
+    for part_edges, part_conv, part_undet in settled:
+        edges.update(part_edges)
+        conv.update(part_conv)
+        undet.update(part_undet)
+    graph: Any = nx.DiGraph()
+    graph.add_nodes_from(edges)
+    leaky: set[int] = set()
+    for u, outs in edges.items():
+        for v in outs:
+            if v in edges:
+                graph.add_edge(u, v)
+            else:
+                leaky.add(u)
+    found: dict[str, tuple[int, set[int]]] = {}
+    for comp in nx.strongly_connected_components(graph):
+        if any(u in leaky for u in comp):
+            continue
+        if any(v not in comp for u in comp for v in graph.successors(u)):
+            continue
+        entry = min(comp)
+        if not any(conv[u] for u in comp):
+            if "convergence" not in found or entry < found["convergence"][0]:
+                found["convergence"] = (entry, comp)
+        dead_all = ~0
+        for u in comp:
+            dead_all &= undet[u]
+        if dead_all and ("detection-bound" not in found or entry < found["detection-bound"][0]):
+            found["detection-bound"] = (entry, comp)
+    out = []
+    start = initial(config)
+    for name in LIVENESS:
+        if name not in found or name in already:
+            continue
+        entry, comp = found[name]
+        prefix = path_to(config, canon, path_fps(pool, root, entry))
+        steps = steps_of(config, start, prefix)
+        entry_state = prefix[-1].state if prefix else start
+        sub = graph.subgraph(comp)
+        best: list[int] | None = None
+        for succ in sorted(sub.successors(entry)):
+            path = nx.shortest_path(sub, succ, entry)
+            if best is None or len(path) < len(best) + 1:
+                best = [entry, *path]
+        cycle_steps: list[Step] = []
+        if best is not None:
+            cur = entry_state
+            cyc = []
+            for _, v in itertools.pairwise(best):
+                t = follow(config, canon, cur, v)
+                cyc.append(t)
+                cur = t.state
+            cycle_steps = steps_of(config, entry_state, cyc)
+        out.append(Violation(name, "liveness", tuple(steps), tuple(cycle_steps)))
+    return out
+
+
+def _by_key(config: WorldConfig, state: State, key: Key) -> Transition:
+    for t in enabled(config, state):
+        if t.key == key:
+            return t
+    raise AssertionError(f"no transition {key!r} from this state")
+
+
+def replay(config: WorldConfig, keys: Sequence[Key], *, symmetry: bool = False) -> list[State]:
+    """Replay transitions by key (:attr:`Step.key`) from the initial state; return the states.
+
+    Counterexamples are in the world's real indices, so ``symmetry`` changes nothing; it is
+    accepted for callers written when traces were of permuted representatives.
+    """
+    del symmetry
+    state = initial(config)
+    out = [state]
+    for key in keys:
+        state = _by_key(config, state, key).state
+        out.append(state)
+    return out
