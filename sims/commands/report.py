@@ -91,7 +91,9 @@ def parse_param(text: str, default: Any) -> Any:
     except (ValueError, SyntaxError):
         if default is None:
             return raw
-        raise ValueError(f"expected {type(default).__name__}, got {raw!r}") from None
+        noun = {int: "a whole number", float: "a number"}.get(type(default),
+                                                             f"a {type(default).__name__}")
+        raise ValueError(f"expected {noun}, got {raw!r}") from None
     if isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool)):
         raise ValueError(f"expected a whole number, got {raw!r}")
     if isinstance(default, float):

@@ -87,7 +87,7 @@ def test_check_exits_1_naming_each_stale_report(tmp_path: Path,
 
 @pytest.mark.parametrize("argv,message", [
     (["--policy", "exponential(base=2,cap=1)"], "need 0 <= base <= cap"),
-    (["--policy", "fibonacci"], "accepted: a policy spec"),
+    (["--policy", "fibonacci"], "unknown policy 'fibonacci'; accepted: NAME or NAME(key=value,...)"),
     (["--policy", "no_such_module_here:f"], "cannot import 'no_such_module_here'"),
     (["--param", "colour=red"], "no selected report takes 'colour'"),
     (["--param", "max_attempts=many"], "expected a whole number"),
