@@ -33,7 +33,7 @@ from typing import Any
 from model.invariants import converged, undetected, violations
 from model.world import State, WorldConfig, enabled, initial
 from sims.check.canon import Canon, key_code
-from sims.check.reduce import Reducer
+from sims.check.coverage import coverage_of
 from sims.check.result import Key
 
 __all__ = ["Candidate", "LevelReport", "Partition"]
@@ -52,7 +52,7 @@ class Partition:
         self.config = config
         self.canon = Canon(config, clients=options.get("client_symmetry", True),
                            replicas=options.get("replica_symmetry", True))
-        self.reducer = Reducer(config, por=options.get("por", True))
+        self.coverage: set[tuple[str, ...]] | None = set() if options.get("coverage") else None
         self.liveness: bool = options.get("liveness", True)
         only = options.get("only")
         self.only: frozenset[str] | None = frozenset(only) if only is not None else None
@@ -82,7 +82,7 @@ class Partition:
         replicas = range(cfg.replicas)
         sym_replicas = self.canon.replica_symmetry
         bad_first: dict[str, int] = {}
-        spared: dict[str, int] = {}
+        spared: dict[str, int] = {}  # what a reduction spared (none yet beyond symmetry)
         transitions = 0
         for fp, state in self.frontier:
             bad = violations(cfg, state)
@@ -97,11 +97,8 @@ class Partition:
             settled = liveness and not any(
                 t.state.faults != state.faults or t.state.published != state.published
                 or t.state.pubs != state.pubs for t in succ)
-            if not settled:
-                chosen = self.reducer.ample(state, succ)
-                if chosen is not succ:
-                    spared["transitions"] = spared.get("transitions", 0) + len(succ) - len(chosen)
-                    succ = chosen
+            if self.coverage is not None:
+                self.coverage.update(coverage_of(succ))
             transitions += len(succ)
             outs: list[int] = []
             for t in succ:
@@ -166,6 +163,10 @@ class Partition:
         self.frontier = frontier
         self.pending = {}
         return len(frontier)
+
+    def covered(self) -> set[tuple[str, ...]]:
+        """Transition kinds and machine (state, input) pairs this partition's expansions took."""
+        return self.coverage or set()
 
     def owned(self) -> int:
         """How many states this partition owns."""

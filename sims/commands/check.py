@@ -10,6 +10,7 @@ from model.fixes import Fixes
 from model.invariants import SAFETY
 from model.world import WorldConfig
 from sims.check import CheckResult, Progress, Step, Violation, check
+from sims.check.simulate import simulate
 from sims.commands._args import fix_name, non_negative_int, positive_int
 
 __all__ = ["format_result", "register", "run", "to_dot"]
@@ -48,9 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="do not merge states that differ only by which client is which")
     p.add_argument("--no-replica-symmetry", action="store_true",
                    help="do not merge states that differ only by which replica is which")
-    p.add_argument("--no-por", action="store_true", help="no partial-order reduction")
     p.add_argument("--no-reduction", action="store_true",
-                   help="no reduction at all (symmetry and partial order): the plain search")
+                   help="no reduction at all (today: client and replica symmetry): the plain search")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="search in this many processes, hash-partitioned (%(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -70,6 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="stop (incomplete) after this many states (%(default)s)")
     p.add_argument("--max-depth", type=positive_int, default=10_000,
                    help="stop (incomplete) at this depth (%(default)s)")
+    p.add_argument("--simulate", action="store_true",
+                   help="instead of searching, run seeded swarm random walks on the workers; report "
+                   "coverage and shrunk counterexamples (finding nothing proves nothing)")
+    p.add_argument("--walks", type=positive_int, default=1000, help="walks to run (%(default)s)")
+    p.add_argument("--walk-depth", type=positive_int, default=200,
+                   help="steps per walk at most (%(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="first walk's seed (%(default)s)")
+    p.add_argument("--reference", choices=("default", "none"), default="default",
+                   help="compare coverage with an exhaustive search of the default-bounds world "
+                   "with the same fixes, or not (%(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--dot", metavar="FILE", help="write the first counterexample as Graphviz")
     p.set_defaults(func=run)
@@ -86,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sselab check: error: {exc}", file=sys.stderr)
         return 2
+    if args.simulate:
+        return _simulate(args, config)
     line = ProgressLine(args.progress)
     try:
         result = check(config, symmetry=not args.no_symmetry,
                        client_symmetry=not args.no_client_symmetry,
-                       replica_symmetry=not args.no_replica_symmetry, por=not args.no_por,
+                       replica_symmetry=not args.no_replica_symmetry,
                        reduction=not args.no_reduction, max_states=args.max_states,
                        max_depth=args.max_depth, liveness=not args.no_liveness,
                        stop_at_first=args.stop_at_first, only=args.only, workers=args.workers,
@@ -108,6 +120,41 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     return 0 if result.ok else 1
+
+
+def _simulate(args: argparse.Namespace, config: WorldConfig) -> int:
+    reference = (WorldConfig(fixes=config.fixes) if args.reference == "default" else None)
+    result = simulate(config, walks=args.walks, depth=args.walk_depth, seed=args.seed,
+                      workers=args.workers, scheduler=args.scheduler, reference=reference)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 1 if result.violations else 0
+    cfg = result.config
+    lines = [
+        "sselab check --simulate: " + " ".join(f"{k}={getattr(cfg, k)}" for k in (
+            "clients", "replicas", "publishers", "events", "faults", "max_attempts",
+            "replay_limit")),
+        f"fixes: {cfg.fixes}",
+        f"walks {result.walks:,} (seed {args.seed}, up to {args.walk_depth} steps)   steps "
+        f"{result.steps:,}   seconds {result.seconds:.1f}",
+        f"reached: {len(result.coverage['kinds'])} transition kinds, "
+        f"{len(result.coverage['machine_pairs'])} machine (state, input) pairs",
+    ]
+    ref = result.reference
+    if ref is not None:
+        lines.append(f"exhaustive search of the default world ({ref['states']:,} states): "
+                     f"{ref['kinds']['exhaustive']} kinds, {ref['machine_pairs']['exhaustive']} pairs")
+        for key in ("kinds", "machine_pairs"):
+            for label, name in (("only the walks reached", "only_walks"),
+                                ("only the search reached", "only_exhaustive")):
+                if ref[key][name]:
+                    lines.append(f"  {key.replace('_', ' ')} {label}: {', '.join(ref[key][name])}")
+    lines.append("no violation found (a simulation proves nothing)" if not result.violations
+                 else f"{len(result.violations)} invariant(s) violated; shrunk counterexamples:")
+    for v in result.violations:
+        lines += ["", *format_violation(v)]
+    print("\n".join(lines))
+    return 1 if result.violations else 0
 
 
 class ProgressLine:
@@ -171,8 +218,7 @@ def format_result(result: CheckResult) -> str:
 def _reductions(result: CheckResult) -> str:
     red = result.stats.get("reductions", {})
     on = [name for name, key in (("client symmetry", "client_symmetry"),
-                                 ("replica symmetry", "replica_symmetry"),
-                                 ("partial order", "partial_order")) if red.get(key)]
+                                 ("replica symmetry", "replica_symmetry")) if red.get(key)]
     return "   reductions: " + (", ".join(on) if on else "none")
 
 
@@ -182,9 +228,6 @@ def _cost(result: CheckResult) -> str:
         return ""
     out = f"\nworkers {st.get('workers')}   peak memory {st.get('peak_memory_mb', 0):,.0f} MB"
     out += f"   bytes/state {st.get('bytes_per_state', 0):,.0f}"
-    spared = st.get("reductions", {}).get("transitions_spared", 0)
-    if spared:
-        out += f"   transitions spared by partial order {spared:,}"
     for line in st.get("profile_top", []):
         out += "\n  profile: " + line
     return out
@@ -192,7 +235,8 @@ def _cost(result: CheckResult) -> str:
 
 def format_violation(v: Violation) -> list[str]:
     """A counterexample as numbered steps, each with the fields it changed."""
-    head = (f"counterexample: {v.invariant} violated ({v.kind}, {len(v.steps)} steps"
+    found = " found by a random walk, shrunk" if v.found_by == "simulation" else ""
+    head = (f"counterexample: {v.invariant} violated ({v.kind}{found}, {len(v.steps)} steps"
             + (f" then a cycle of {len(v.cycle)}" if v.kind == "liveness" else "") + ")")
     lines = [head]
     lines += _format_steps(v.steps, 1)
