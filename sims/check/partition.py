@@ -17,10 +17,11 @@ the same code runs everywhere:
    expanded by one partition only, so there are no further ties): the BFS tree,
    and with it every counterexample, is the same whatever ``N`` and whatever
    order messages arrive in.
-3. :meth:`Partition.keep` (the generator) keeps the states it won as its next
-   frontier and drops the rest.
+3. :meth:`Partition.keep` (the generator) drops the states that lost and sends
+   the new ones to their owners (:meth:`Partition.receive`), which expand them
+   next: so the work spreads over the partitions.
 
-Only integers travel between partitions; states stay where they were made.
+Fingerprints travel between partitions, and each new state once, to its owner.
 """
 
 from __future__ import annotations
@@ -153,16 +154,33 @@ class Partition:
             won[gen].append(fp)
         return won
 
-    def keep(self, fps: list[list[int]]) -> int:
-        """As generator: keep the states won as the next frontier (in fingerprint order)."""
-        if self.count == 1:
-            return len(self.frontier)
+    def keep(self, fps: list[list[int]]) -> list[list[tuple[int, State]]]:
+        """As generator: keep the won states this partition owns; return the rest per owner.
+
+        Shipping each new state to its owner spreads the frontier: without it, the
+        partition holding the root would expand every state itself.
+        """
+        count = self.count
+        out: list[list[tuple[int, State]]] = [[] for _ in range(count)]
+        if count == 1:
+            return out
         pending = self.pending
-        frontier = [(fp, pending[fp][2]) for batch in fps for fp in batch]
-        frontier.sort(key=lambda item: item[0])
-        self.frontier = frontier
+        mine: list[tuple[int, State]] = []
+        for batch in fps:
+            for fp in batch:
+                owner = fp % count
+                (mine if owner == self.index else out[owner]).append((fp, pending[fp][2]))
+        self.frontier = mine
         self.pending = {}
-        return len(frontier)
+        return out
+
+    def receive(self, batches: list[list[tuple[int, State]]]) -> int:
+        """As owner: take the states shipped to it; the frontier in fingerprint order."""
+        if self.count > 1:
+            for batch in batches:
+                self.frontier.extend(batch)
+            self.frontier.sort(key=lambda item: item[0])
+        return len(self.frontier)
 
     def covered(self) -> set[tuple[str, ...]]:
         """Transition kinds and machine (state, input) pairs this partition's expansions took."""

@@ -83,7 +83,9 @@ def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
             ex.first.setdefault(name, fp)
         won = pool.map("claim", [(b,) for b in batches])
         per_gen: list[list[list[int]]] = [[won[owner][gen] for owner in range(n)] for gen in range(n)]
-        kept = pool.map("keep", [(b,) for b in per_gen])
+        shipped = pool.map("keep", [(b,) for b in per_gen])
+        kept = pool.map("receive", [([shipped[gen][owner] for gen in range(n)],)
+                                    for owner in range(n)])
         frontier = sum(kept)
         ex.states += frontier
         if stop_at_first and ex.first:
