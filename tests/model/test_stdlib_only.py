@@ -35,3 +35,36 @@ def test_importing_every_model_module_loads_only_the_standard_library() -> None:
     outside = sorted({name.split(".")[0] for name in loaded} - set(sys.stdlib_module_names)
                      - {"model"})
     assert outside == [], f"model/ loaded modules outside the standard library: {outside}"
+
+
+def test_no_import_cycle_in_model() -> None:
+    """``model/`` imports form a DAG: invariants read the world's types, never the reverse."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "model"
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module == "model":
+                    deps |= {f"model.{a.name}" for a in node.names}
+                elif node.module.startswith("model."):
+                    deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("model.")}
+        graph[f"model.{path.stem}"] = deps
+
+    def reaches(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for dep in graph.get(todo.pop(), ()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    assert [m for m in graph if m in reaches(m)] == []
+    assert "model.invariants" not in reaches("model.world")
