@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sims.reports.catalog import REPORTS
 
-__all__ = ["FINDING_SUFFIX", "MISSING", "fmt_duration", "fmt_number", "load_finding", "plot_style",
-           "save_finding", "table", "write_csv"]
+__all__ = ["FINDING_SUFFIX", "MISSING", "fmt_duration", "fmt_number", "load_finding", "merge_identical",
+           "plot_style", "save_finding", "table", "write_csv"]
 
 #: The finding of report NAME is saved as ``NAME.json`` next to its HTML.
 FINDING_SUFFIX = ".json"
@@ -79,6 +80,19 @@ def write_csv(frame: pd.DataFrame, name: str, out_dir: str | Path = ".") -> Path
     path = Path(out_dir) / f"{name}.csv"
     frame.to_csv(path, index=False, float_format="%.6g")
     return path
+
+
+def merge_identical(series: Mapping[str, pd.Series]) -> dict[str, pd.Series]:
+    """Lines to draw: series with equal values drawn once, under their labels joined by " = "."""
+    groups: list[tuple[list[str], pd.Series]] = []
+    for label, values in series.items():
+        for labels, first in groups:
+            if len(first) == len(values) and np.array_equal(first.to_numpy(), values.to_numpy()):
+                labels.append(label)
+                break
+        else:
+            groups.append(([label], values))
+    return {" = ".join(labels): values for labels, values in groups}
 
 
 def plot_style() -> None:

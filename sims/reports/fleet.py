@@ -22,9 +22,10 @@ from model.fixes import FIXES
 from sims.des import Result, Scenario, load_scenario, simulate
 from sims.des.verdict import violations
 
-__all__ = ["NO_FIX_OFF", "active", "after", "death_times", "detections", "fix_names", "in_status",
-           "peak_rate", "per_second", "policy", "rates", "recreate", "run", "scenario",
-           "staleness_row", "window_peak"]
+__all__ = ["NO_FIX_OFF", "active", "after", "binned", "death_times", "detections", "disconnect_row",
+           "fix_names", "herd_row", "in_status", "peak_rate", "per_second", "policy", "rates",
+           "recreate", "run", "scenario", "sleep", "staleness_row", "staleness_series", "storm_row",
+           "window_peak"]
 
 #: The label of the run with every fix on, in grids keyed by the fix switched off.
 NO_FIX_OFF = "(none)"
@@ -62,6 +63,12 @@ def recreate(at: float) -> Fault:
     """A non-rolling deploy: every replica restarts at ``at`` (``replicas.restart``, stagger 0)."""
     return fault_from_mapping({"fault": "replicas.restart", "at": at, "replica": -1, "stagger": 0.0},
                               where="reports: recreate deploy")
+
+
+def sleep(at: float, duration: float, fraction: float) -> Fault:
+    """Laptops go offline: a share ``fraction`` of the clients sleeps ``duration`` seconds from ``at``."""
+    return fault_from_mapping({"fault": "clients.sleep", "at": at, "fraction": fraction,
+                               "duration": duration}, where="reports: long disconnect")
 
 
 def per_second(times: Iterable[float], start: float, end: float,
@@ -170,3 +177,79 @@ def detections(result: Result) -> pd.DataFrame:
     deaths = inc[inc["kind"] == "redis.subscriber_dies"]
     return deaths[["incident", "target", "start", "detected_at", "latency_s", "detected",
                    "note"]].reset_index(drop=True)
+
+
+def binned(result: Result, start: float, end: float, width: float = 0.1) -> pd.DataFrame:
+    """Reconnects and Postgres queries per second in bins ``width`` seconds wide: t, reconnects, queries."""
+    status = result.frames["status"]
+    queries = result.frames["queries"]
+    edges = np.arange(start, end + width / 2, width)
+    connected, _ = np.histogram(status.loc[status["status"] == "connected", "t"].to_numpy(float), edges)
+    asked, _ = np.histogram(queries["t"].to_numpy(float), edges)
+    return pd.DataFrame({"t": edges[:-1], "reconnects": connected / width, "queries": asked / width})
+
+
+def herd_row(result: Result, t0: float) -> dict[str, Any]:
+    """The reconnect-herd fleet table's row for one run whose fault began at ``t0``."""
+    per_sec = rates(result, t0 - 10.0, t0 + 150.0)
+    status = result.frames["status"]
+    connected = status.loc[(status["status"] == "connected") & (status["t"] >= t0), "t"]
+    queries = result.frames["queries"]
+    replays = queries.loc[(queries["kind"] == "replay") & (queries["t"] >= t0), "t"]
+    db_queries = per_sec["replay_queries"] + per_sec["head_queries"] + per_sec["snapshot_queries"]
+    return {
+        "peak reconnects/s": window_peak(per_sec, "reconnects")[0],
+        "peak reconnects/s (100 ms bins)": peak_rate(connected, 0.1),
+        "peak replay queries/s": window_peak(per_sec, "replay_queries")[0],
+        "peak DB queries/s": float(db_queries.max()) if len(db_queries) else 0.0,
+        "reconnects": len(connected), "replay queries": len(replays),
+        "p99 reconnect after fault (s)": after(connected, t0, 0.99),
+        "p99 replay after fault (s)": after(replays, t0, 0.99),
+        "failed clients": result.metrics["failed_clients"],
+        "silent-stale s": result.metrics["silent_stale_seconds_total"],
+    }
+
+
+def storm_row(result: Result, t0: float) -> dict[str, Any]:
+    """The replay-storm table's row for one deploy that began at ``t0``: Postgres work and resync times."""
+    per_sec = rates(result, t0 - 5.0, result.scenario.settings.duration)
+    q = result.frames["queries"]
+    later = q[q["t"] >= t0]
+    m = result.metrics
+    return {"peak DB rows/s": window_peak(per_sec, "db_rows")[0],
+            "DB rows after the deploy": float(later["rows"].sum()),
+            "largest replay (rows)": m["replay_rows_max"],
+            "snapshots": int((later["kind"] == "snapshot").sum()),
+            "p99 pool wait (s)": float(later["queue_wait_s"].quantile(0.99)) if len(later) else 0.0,
+            "query errors": int((later["error"] != "").sum()),
+            "p50 resync (s)": m["resync_s_p50"], "p99 resync (s)": m["resync_s_p99"],
+            "failed clients": m["failed_clients"],
+            "silent-stale s": m["silent_stale_seconds_total"]}
+
+
+def disconnect_row(result: Result, wake: float) -> dict[str, Any]:
+    """Postgres work of the clients waking at ``wake`` from a long disconnect: rows by kind, largest query."""
+    q = result.frames["queries"]
+    later = q[q["t"] >= wake]
+    rows = later.groupby("kind")["rows"].sum()
+    replays = later[later["kind"] == "replay"]
+    return {"rows read after waking": float(later["rows"].sum()),
+            "replay rows": float(rows.get("replay", 0.0)),
+            "snapshot rows": float(rows.get("snapshot", 0.0)),
+            "replays": len(replays),
+            "snapshots": int((later["kind"] == "snapshot").sum()),
+            "largest query (rows)": float(later["rows"].max()) if len(later) else 0.0,
+            "p99 resync (s)": result.metrics["resync_s_p99"],
+            "silent-stale s": result.metrics["silent_stale_seconds_total"]}
+
+
+def staleness_series(result: Result, grid: np.ndarray) -> pd.DataFrame:
+    """Clients shown connected, silently stale and stale with recovery under way at each time of ``grid``."""
+    stale = result.frames["stale"]
+    silent = stale[stale["silent"]]
+    covered = stale[~stale["silent"]]
+    return pd.DataFrame({
+        "t": grid,
+        "connected_clients": in_status(result.frames["status"], "connected", grid),
+        "silently_stale_clients": active(silent["start"], silent["end"], grid),
+        "stale_covered_clients": active(covered["start"], covered["end"], grid)})

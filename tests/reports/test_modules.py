@@ -176,3 +176,61 @@ def test_aws_claims_are_judged_at_every_client_count() -> None:
     assert len(claims) == len(aj.CLAIMS)
     assert set(claims["supported"]) <= {"yes", "partly", "no"}
     assert all(c.startswith(("holds", "partly", "not")) for c in claims["where"])
+
+
+def test_ks_distance_to_uniform_and_its_critical_value() -> None:
+    """Evenly spread samples sit close to the uniform law; a lump does not; c / sqrt(n) at 1 %."""
+    from sims.reports import detection
+
+    even = [2.0 + 10.0 * (k + 0.5) / 100 for k in range(100)]
+    assert detection.ks_uniform(even, 2.0, 10.0) == pytest.approx(0.005)
+    assert detection.ks_uniform([7.0], 2.0, 10.0) == pytest.approx(0.5)
+    assert detection.ks_uniform([2.0] * 10, 2.0, 10.0) == pytest.approx(1.0)
+    assert detection.ks_critical(100) == pytest.approx(0.163)
+
+
+def test_detection_summary_per_setting() -> None:
+    """One row per (interval, timeout) with the closed-form mean and the bound."""
+    from sims.reports import detection
+
+    deaths = pd.DataFrame({"interval": [10.0] * 4 + [30.0] * 2, "timeout": [2.0] * 4 + [5.0] * 2,
+                           "latency_s": [3.0, 5.0, 8.0, 12.0, 20.0, 34.0], "detected": [True] * 6})
+    rows = detection.summary(deaths).set_index("interval (s)")
+    assert rows.loc[10.0, "closed-form mean (s)"] == 7.0 and rows.loc[10.0, "mean (s)"] == 7.0
+    assert rows.loc[10.0, "max / bound"] == 1.0 and rows.loc[30.0, "bound (s)"] == 35.0
+    assert rows.loc[30.0, "deaths"] == 2 and rows.loc[30.0, "detected"] == 2
+
+
+def test_merge_identical_draws_equal_lines_once() -> None:
+    """Equal series share one line labelled with both names; different ones stay apart."""
+    from sims.reports.common import merge_identical
+
+    lines = merge_identical({"limit 1000": pd.Series([1.0, 2.0]), "unbounded": pd.Series([1.0, 2.0]),
+                             "limit 1": pd.Series([1.0, 3.0])})
+    assert list(lines) == ["limit 1000 = unbounded", "limit 1"]
+
+
+def test_long_disconnect_truncates_with_f1_and_replays_the_gap_without() -> None:
+    """Clients offline past the replay limit re-hydrate with F1 on; with it off one replay reads the gap."""
+    kwargs = {"clients": 20, "duration": 560.0, "seed": 3,
+              "settings": {"publish_rate": 0.2, "replay_limit": 5},
+              "extra_faults": [fleet.sleep(120.0, 300.0, 1.0)]}
+    bounded = fleet.disconnect_row(fleet.run("steady", **kwargs), 420.0)
+    unbounded = fleet.disconnect_row(fleet.run("steady", without=("bounded-replay",), **kwargs), 420.0)
+    assert bounded["snapshots"] > 0 and bounded["replay rows"] == 0
+    assert unbounded["snapshots"] == 0 and unbounded["largest query (rows)"] > 5 + 1
+    assert unbounded["replay rows"] > 20 * 5
+
+
+def test_fleet_rows_and_series_from_one_run() -> None:
+    """herd_row, storm_row, binned and staleness_series read one small deploy run consistently."""
+    result = fleet.run("deploy-restart", clients=30, duration=240.0, seed=2)
+    t0 = min(f.at for f in result.scenario.faults)
+    herd_row, storm_row = fleet.herd_row(result, t0), fleet.storm_row(result, t0)
+    assert herd_row["reconnects"] >= 30 and herd_row["peak reconnects/s (100 ms bins)"] >= \
+        herd_row["peak reconnects/s"]
+    assert storm_row["DB rows after the deploy"] >= herd_row["reconnects"]  # a head row each at least
+    bins = fleet.binned(result, t0, t0 + 60.0, 0.1)
+    assert len(bins) == 600 and bins["reconnects"].sum() * 0.1 <= herd_row["reconnects"]
+    series = fleet.staleness_series(result, np.arange(0.0, 240.0, 1.0))
+    assert series["connected_clients"].max() == 30 and series["silently_stale_clients"].max() == 0
