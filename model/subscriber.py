@@ -334,9 +334,6 @@ def _seed_logs_only(cfg: SubscriberConfig, s: SubscriberState, e: SubscriberInpu
     return s, []
 
 
-H, S, RC, U, E = (Health.HEALTHY, Health.STARTING, Health.RECONNECTING, Health.UNHEALTHY,
-                  Health.ENDED)
-
 #: (health, input type) -> handler, with ``subscriber-health`` on.
 TRANSITIONS: dict[tuple[Health, type[SubscriberInput]], Handler] = {}
 for _h in Health:
@@ -344,7 +341,7 @@ for _h in Health:
     TRANSITIONS[(_h, SentinelReceived)] = _on_sentinel
     TRANSITIONS[(_h, TimerFired)] = _on_timer
     for _t in (Reconnecting, Closed, Ended):
-        if _h is not E:
+        if _h is not Health.ENDED:
             TRANSITIONS[(_h, _t)] = _on_down
 
 
