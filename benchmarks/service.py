@@ -1,17 +1,25 @@
 """Benchmark the resilient service against a bare sse-starlette + Redis broadcast app.
 
 Prints one JSON document. For each app (each in its own uvicorn process on
-loopback): STREAMS concurrent streams (USERS users, STREAMS / USERS streams each)
-held by one asyncio load generator, publishes stepped up through RATES (events
-per second, each for STEP_S seconds) and, per step, deliveries per second and
-the p50/p99 publish-to-receive latency. The resilient app runs every fix; the
-ratio of its throughput to the bare app's is the price of resilience. Then a
-reconnect storm on the resilient app: every stream drops and reconnects at once
-with a stale cursor; the replay rows read (total and per replay, from /metrics)
-and /health/live's answer time during the storm.
+loopback), two cases, each with STREAMS concurrent streams held by one asyncio
+load generator:
 
-Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]``
-(Redis and Postgres as for the integration tests).
+* ``fanout``: USERS users, STREAMS / USERS streams each; publishes stepped up
+  through RATES (events per second, each for STEP_S seconds);
+* ``broadcast``: every stream on one topic; publishes stepped through
+  BROADCAST_RATES (each event is STREAMS deliveries).
+
+Per step: deliveries per second, the p50/p99 publish-to-receive latency, the
+server's CPU share and **deliveries per CPU-second** (the cost of a delivery,
+whatever the machine's other load). The resilient app runs every fix; the ratio
+of the bare app's deliveries per CPU-second to its own is the price of
+resilience (``cpu_per_delivery_ratio``: 1.0 costs nothing). Then a reconnect
+storm on the resilient app: every stream drops and reconnects at once with a
+stale cursor; the replay rows read (total and per replay, from /metrics) and
+/health/live's answer time during the storm.
+
+Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]
+[--broadcast-rates 1,2] [--step-s S]`` (Redis and Postgres as for the integration tests).
 """
 
 from __future__ import annotations
@@ -76,49 +84,58 @@ class Reader:
         self.port, self.tok, self.sink, self.last_event_id = port, tok, sink, last_event_id
         self.user = user
         self.received = 0
+        self.refused = 0  #: 429 / 503 answers before the stream opened
         self.last_id: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.ok = asyncio.Event()
 
     async def run(self) -> None:
-        """Open the stream and count its events until cancelled."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
-        extra = f"Last-Event-ID: {self.last_event_id}\r\n" if self.last_event_id else ""
-        writer.write((f"GET /stream HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.tok}"
-                      f"\r\nAccept: text/event-stream\r\n{extra}\r\n").encode())
-        await writer.drain()
-        try:
-            status = await reader.readline()
-            if b" 200 " not in status:
-                raise RuntimeError(status.decode())
-            self.ok.set()
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                if line.startswith(b"id: "):
-                    self.last_id = line[4:].strip().decode()
-                elif line.startswith(b"data: ") and b'"t"' in line:
-                    match = T_RE.search(line)
-                    if match:
-                        self.received += 1
-                        self.sink.append(time.time() - float(match.group(1)))
-        finally:
-            writer.close()
+        """Open the stream (retrying after a 429 or 503 as a client would) and count its events."""
+        while True:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
+            extra = f"Last-Event-ID: {self.last_event_id}\r\n" if self.last_event_id else ""
+            writer.write((f"GET /stream HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer "
+                          f"{self.tok}\r\nAccept: text/event-stream\r\n{extra}\r\n").encode())
+            await writer.drain()
+            try:
+                status = await reader.readline()
+                if b" 429 " in status or b" 503 " in status:
+                    self.refused += 1
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    match = re.search(rb"retry-after: (\d+)", head, re.IGNORECASE)
+                    await asyncio.sleep(float(match.group(1)) if match else 1.0)
+                    continue
+                if b" 200 " not in status:
+                    raise RuntimeError(status.decode())
+                self.ok.set()
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    if line.startswith(b"id: "):
+                        self.last_id = line[4:].strip().decode()
+                    elif line.startswith(b"data: ") and b'"t"' in line:
+                        match = T_RE.search(line)
+                        if match:
+                            self.received += 1
+                            self.sink.append(time.time() - float(match.group(1)))
+            finally:
+                writer.close()
 
 
 async def open_streams(port: int, users: list[str], per_user: int, sink: list[float],
-                       cursors: dict[str, str] | None = None) -> list[Reader]:
-    """Open ``per_user`` streams per user (resuming from ``cursors``); wait until all answer."""
+                       cursors: dict[str, str] | None = None, *, batch: int = 200
+                       ) -> list[Reader]:
+    """Open ``per_user`` streams per user (resuming from ``cursors``), ``batch`` at a time."""
     readers = []
     for user in users:
-        tok = issue_token(SECRET, user, ttl=3600)
-        for _ in range(per_user):
-            r = Reader(port, user, tok, sink, (cursors or {}).get(user))
+        for _ in range(per_user):  # one token per stream: the per-token cap counts streams
+            tok = issue_token(SECRET, user, ttl=3600)
+            readers.append(Reader(port, user, tok, sink, (cursors or {}).get(user)))
+    for i in range(0, len(readers), batch):
+        for r in readers[i:i + batch]:
             r.task = asyncio.create_task(r.run())
-            readers.append(r)
-    for i in range(0, len(readers), 200):
-        await asyncio.wait_for(asyncio.gather(*(r.ok.wait() for r in readers[i:i + 200])), 60)
+        await asyncio.wait_for(asyncio.gather(*(r.ok.wait() for r in readers[i:i + batch])), 120)
     return readers
 
 
@@ -175,7 +192,7 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
     """Hold the streams and step the publish rate up; one result per step."""
     sink: list[float] = []
     readers = await open_streams(port, users, per_user, sink)
-    pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
+    pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600, topics=["*"])
     steps = []
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=30) as http:
         for rate in rates:
@@ -188,11 +205,13 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
             took = time.monotonic() - t0
             delivered = sum(r.received for r in readers) - before
             expected = sent * per_user
+            cpu = cpu_seconds(pid) - cpu0
             steps.append({"publish_rate": rate, "published": sent, "publish_failed": failed,
                           "deliveries": delivered, "expected_deliveries": expected,
                           "deliveries_per_s": round(delivered / (took - 1.0), 1),
                           "p50_ms": pct(sink, 0.5), "p99_ms": pct(sink, 0.99),
-                          "server_cpu_share": round((cpu_seconds(pid) - cpu0) / took, 2)})
+                          "server_cpu_share": round(cpu / took, 2),
+                          "deliveries_per_cpu_s": round(delivered / cpu) if cpu > 0 else None})
     return steps, readers
 
 
@@ -230,7 +249,7 @@ async def storm(port: int, readers: list[Reader], users: list[str], per_user: in
     t0 = time.monotonic()
     sink: list[float] = []
     prober = asyncio.create_task(probe())
-    again = await open_streams(port, users, per_user, sink, cursors)
+    again = await open_streams(port, users, per_user, sink, cursors, batch=len(readers))
     reconnected = time.monotonic() - t0
     await prober
     deadline = time.monotonic() + 60  # wait (bounded) until every replay has finished
@@ -244,6 +263,7 @@ async def storm(port: int, readers: list[Reader], users: list[str], per_user: in
     await asyncio.gather(*(r.task for r in again if r.task), return_exceptions=True)
     return {"streams": len(again), "cursor_events_behind": stale_back,
             "all_reconnected_s": round(reconnected, 2), "replay_queries": replays,
+            "refused_then_retried": sum(r.refused for r in again),
             "all_replays_done_s": round(replays_done, 2),
             "replay_rows_total": rows, "rows_per_replay": round(rows / replays, 2) if replays else 0,
             "health_live_max_ms": round(max(health) * 1000, 1),
@@ -258,53 +278,91 @@ def _replays(port: int) -> float:
     return total
 
 
+async def run_app(app: str, env: dict[str, str], app_dir: Path, users: list[str],
+                  per_user: int, rates: list[float], broadcast_rates: list[float],
+                  step_s: float, streams: int, storm_stale: int | None
+                  ) -> dict[str, Any]:
+    """One app: the fanout steps, the broadcast steps and (resilient only) the storm."""
+    out: dict[str, Any] = {}
+    proc, port = start(app, env, app_dir)
+    try:
+        steps, readers = await load(port, proc.pid, users, per_user, rates, step_s)
+        out["fanout"] = steps
+        if storm_stale is not None:
+            pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600,
+                              topics=["*"])
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32),
+                                         timeout=30) as http:
+                await publish_at(http, port, users, 400, 2.0, pub)  # cursors can be stale
+            await asyncio.sleep(1.0)
+            out["reconnect_storm"] = await storm(port, readers, users, per_user, storm_stale)
+        else:
+            await close_all(readers)
+        one = [users[0] + "-all"]
+        steps, readers = await load(port, proc.pid, one, streams, broadcast_rates, step_s)
+        out["broadcast"] = steps
+        await close_all(readers)
+    finally:
+        proc.kill()
+    return out
+
+
+async def close_all(readers: list[Reader]) -> None:
+    """Cancel every reader's task."""
+    for r in readers:
+        assert r.task is not None
+        r.task.cancel()
+    await asyncio.gather(*(r.task for r in readers if r.task), return_exceptions=True)
+
+
+def _ratio(resilient: list[dict[str, Any]], bare: list[dict[str, Any]], key: str
+           ) -> list[float | None]:
+    return [round(b[key] / a[key], 3) if a.get(key) and b.get(key) else None
+            for a, b in zip(resilient, bare, strict=True)]
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     """Run both apps and the storm; return the JSON result."""
     per_user = max(1, args.streams // args.users)
     rates = [float(r) for r in args.rates.split(",")]
+    broadcast_rates = [float(r) for r in args.broadcast_rates.split(",")]
     run_id = secrets.token_hex(3)
     users = [f"bench-{run_id}-{i}" for i in range(args.users)]
     schema = f"sselab_bench_{run_id}"
-    result: dict[str, Any] = {"streams": per_user * len(users), "users": len(users),
+    streams = per_user * len(users)
+    result: dict[str, Any] = {"streams": streams, "users": len(users),
                               "streams_per_user": per_user, "step_s": args.step_s,
-                              "cpus": os.cpu_count()}
+                              "cpus": os.cpu_count(), "heartbeat_s": args.heartbeat_s}
     env = {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
-           "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s)}
-    result["heartbeat_s"] = args.heartbeat_s
-    proc, port = start("service.app:create_app", env, ROOT)
+           "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s),
+           # one load generator on one address holds every stream
+           "SSELAB_MAX_STREAMS_PER_ADDRESS": str(4 * streams + 100)}
     try:
-        steps, readers = await load(port, proc.pid, users, per_user, rates, args.step_s)
-        result["resilient"] = steps
-        # a second epoch of publishing so cursors can be stale
-        pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600)
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=30) as http:
-            await publish_at(http, port, users, 400, 2.0, pub)
-        await asyncio.sleep(1.0)
-        result["reconnect_storm"] = await storm(port, readers, users, per_user, args.stale)
+        resilient = await run_app("service.app:create_app", env, ROOT, users, per_user, rates,
+                                  broadcast_rates, args.step_s, streams, args.stale)
     finally:
-        proc.kill()
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    result["resilient"] = resilient
     if args.only_resilient:
         return result
-    # Bare: the same tokens are used only to carry the user.
-    proc, port = start("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
-                       ROOT / "benchmarks")
-    try:
-        steps, readers = await load(port, proc.pid, users, per_user, rates, args.step_s)
-        result["bare"] = steps
-        for r in readers:
-            assert r.task is not None
-            r.task.cancel()
-        await asyncio.gather(*(r.task for r in readers if r.task), return_exceptions=True)
-    finally:
-        proc.kill()
-    result["throughput_ratio"] = [
-        round(a["deliveries_per_s"] / b["deliveries_per_s"], 3) if b["deliveries_per_s"] else None
-        for a, b in zip(result["resilient"], result["bare"], strict=True)]
-    ok = [s for s in result["resilient"]
-          if s["deliveries"] >= 0.99 * s["expected_deliveries"] and (s["p99_ms"] or 1e9) < 100]
-    result["sustained_rate_p99_under_100ms"] = ok[-1]["publish_rate"] if ok else None
+    bare = await run_app("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
+                         ROOT / "benchmarks", users, per_user, rates, broadcast_rates,
+                         args.step_s, streams, None)
+    result["bare"] = bare
+    for case in ("fanout", "broadcast"):
+        result[f"{case}_throughput_ratio"] = _ratio(bare[case], resilient[case],
+                                                    "deliveries_per_s")
+        result[f"{case}_cpu_per_delivery_ratio"] = _ratio(resilient[case], bare[case],
+                                                          "deliveries_per_cpu_s")
+
+    def sustained(steps: list[dict[str, Any]]) -> float | None:
+        ok = [s for s in steps if s["deliveries"] >= 0.99 * s["expected_deliveries"]
+              and (s["p99_ms"] or 1e9) < 100]
+        return ok[-1]["publish_rate"] if ok else None
+
+    result["sustained_rate_p99_under_100ms"] = {
+        "resilient": sustained(resilient["fanout"]), "bare": sustained(bare["fanout"])}
     return result
 
 
@@ -314,6 +372,8 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--rates", default="25,50,100,200")
+    parser.add_argument("--broadcast-rates", default="1,2",
+                        help="publishes/s to the one topic every stream follows")
     parser.add_argument("--step-s", type=float, default=4.0)
     parser.add_argument("--heartbeat-s", type=float, default=5.0,
                         help="the resilient app's heartbeat (the bare app pings every 15 s)")
