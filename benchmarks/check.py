@@ -4,8 +4,10 @@ Run: ``python benchmarks/check.py`` (every world below), ``--quick`` (the defaul
 world only), ``--only NAME`` (one world, repeatable), ``--profile`` (also run the
 default world under cProfile and keep the top entries, by own time and by
 cumulative time, in the JSON), ``--top N`` (how many entries, 15), and any
-``check()`` option as ``--workers N`` / ``--no-reduction``. Figures are wall
-time on a shared machine: quote them with the command and the machine's load.
+``check()`` option as ``--workers N`` / ``--scheduler ADDRESS`` /
+``--no-reduction``; ``--ratios`` also runs each world without reductions.
+Figures are wall time on a shared machine: quote them with the command and the
+load average recorded; ``states_per_cpu_second`` (one process) is steadier.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-reduction", action="store_true")
+    p.add_argument("--ratios", action="store_true",
+                   help="also run each world without reductions and report the state ratio")
+    p.add_argument("--scheduler", help="a Dask scheduler address (with --workers N actors)")
     args = p.parse_args(argv)
     names = args.only or [n for n in CONFIGS if n not in SLOW and (not args.quick or n in QUICK)]
     options: dict[str, Any] = {}
@@ -66,18 +71,28 @@ def main(argv: list[str] | None = None) -> None:
         options["workers"] = args.workers
     if args.no_reduction:
         options["reduction"] = False
+    if args.scheduler:
+        options["scheduler"] = args.scheduler
     results = {}
     for name in names:
         config = CONFIGS[name]
         r = check(config, **options)
-        results[name] = {"config": config.to_dict(), **r.to_json(), "violations":
-                         [v.invariant for v in r.violations]}
+        results[name] = {**r.to_json(), "violations": [v.invariant for v in r.violations],
+                         "states_per_cpu_second": round(r.states / r.stats["cpu_seconds"])
+                         if options.get("workers", 1) == 1 and r.stats["cpu_seconds"] else None}
+        if args.ratios:
+            plain = check(config, **(options | {"reduction": False}))
+            results[name]["reduction_ratio"] = {
+                "states_without": plain.states, "states_with": r.states,
+                "ratio": round(plain.states / r.states, 2),
+                "same_verdicts": plain.invariants == r.invariants}
     out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
                            "options": options, "results": results}
     if args.profile:
         out["profile_top"] = profile_top(CONFIGS["default"], args.top,
-                                         **{k: v for k, v in options.items() if k != "workers"})
+                                         **{k: v for k, v in options.items()
+                                            if k not in ("workers", "scheduler")})
     print(json.dumps(out, indent=2))
 
 

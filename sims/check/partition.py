@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import resource
 import sys
+from array import array
 from typing import Any
 
 from model.invariants import converged, undetected, violations
@@ -37,11 +38,11 @@ from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 from sims.check.result import Key
 
-__all__ = ["Candidate", "LevelReport", "Partition"]
+__all__ = ["LevelReport", "Partition"]
 
-Candidate = tuple[int, int]  #: (fingerprint, parent fingerprint)
-#: what expand() returns: candidates per owner, transitions taken, states judged violating
-LevelReport = tuple[list[list[Candidate]], int, dict[str, int], dict[str, int]]
+#: what expand() returns: candidates per owner (fingerprint, parent fingerprint, ... flat, so
+#: they pickle as bytes), transitions taken, states judged violating, what reductions spared
+LevelReport = tuple[list["array[int]"], int, dict[str, int], dict[str, int]]
 
 
 class Partition:
@@ -122,7 +123,7 @@ class Partition:
                 # judge "some replica undetected" (sound: see the essay, Liveness).
                 self.undet[fp] = (1 if mask else 0) if sym_replicas else mask
         self.frontier = []
-        out: list[list[Candidate]] = [[] for _ in range(count)]
+        out: list[array[int]] = [array("q") for _ in range(count)]
         if count == 1:  # its own owner: every pending state is new, and wins
             for nfp, (pfp, _, _) in pending.items():
                 parent[nfp] = pfp
@@ -131,30 +132,31 @@ class Partition:
             self.pending = {}
             return out, transitions, bad_first, spared
         for nfp, (pfp, _, _) in pending.items():
-            out[nfp % count].append((nfp, pfp))
+            out[nfp % count].extend((nfp, pfp))
         return out, transitions, bad_first, spared
 
-    def claim(self, batches: list[list[tuple[int, int, int]]]) -> list[list[int]]:
-        """As owner: rule on candidates ``(fp, parent, generator)``; the winners per generator.
+    def claim(self, batches: list[tuple[int, array[int]]]) -> list[array[int]]:
+        """As owner: rule on candidates ``(generator, [fp, parent, ...])``; winners per generator.
 
         A parent is expanded by one generator only, so the smallest parent decides.
         """
         parent = self.parent
         best: dict[int, tuple[int, int]] = {}
-        for batch in batches:
-            for fp, pfp, gen in batch:
+        for gen, flat in batches:
+            it = iter(flat)
+            for fp, pfp in zip(it, it, strict=True):
                 if fp in parent:
                     continue
                 cur = best.get(fp)
                 if cur is None or pfp < cur[0]:
                     best[fp] = (pfp, gen)
-        won: list[list[int]] = [[] for _ in range(self.count)]
+        won: list[array[int]] = [array("q") for _ in range(self.count)]
         for fp, (pfp, gen) in best.items():
             parent[fp] = pfp
             won[gen].append(fp)
         return won
 
-    def keep(self, fps: list[list[int]]) -> list[list[tuple[int, State]]]:
+    def keep(self, fps: list[array[int]]) -> list[list[tuple[int, State]]]:
         """As generator: keep the won states this partition owns; return the rest per owner.
 
         Shipping each new state to its owner spreads the frontier: without it, the

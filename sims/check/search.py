@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +69,7 @@ def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
             ex.incomplete = f"depth bound {max_depth} reached"
             break
         reports = pool.map("expand", [()] * n)
-        batches: list[list[list[tuple[int, int, int]]]] = [[] for _ in range(n)]
+        batches: list[list[tuple[int, array[int]]]] = [[] for _ in range(n)]
         level_bad: dict[str, int] = {}
         for gen, (per_owner, transitions, bad, spared) in enumerate(reports):
             ex.transitions += transitions
@@ -78,11 +79,11 @@ def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
                 if name not in level_bad or fp < level_bad[name]:
                     level_bad[name] = fp
             for owner, cands in enumerate(per_owner):
-                batches[owner].append([(fp, pfp, gen) for fp, pfp in cands])
+                batches[owner].append((gen, cands))
         for name, fp in level_bad.items():
             ex.first.setdefault(name, fp)
         won = pool.map("claim", [(b,) for b in batches])
-        per_gen: list[list[list[int]]] = [[won[owner][gen] for owner in range(n)] for gen in range(n)]
+        per_gen = [[won[owner][gen] for owner in range(n)] for gen in range(n)]
         shipped = pool.map("keep", [(b,) for b in per_gen])
         kept = pool.map("receive", [([shipped[gen][owner] for gen in range(n)],)
                                     for owner in range(n)])

@@ -88,11 +88,13 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         edges.update(part_edges)
         conv.update(part_conv)
         undet.update(part_undet)
+    # Nodes and edges in fingerprint order: networkx's choices (which shortest cycle) then
+    # depend only on the graph, never on which partition reported an edge first.
     graph: Any = nx.DiGraph()
-    graph.add_nodes_from(edges)
+    graph.add_nodes_from(sorted(edges))
     leaky: set[int] = set()
-    for u, outs in edges.items():
-        for v in outs:
+    for u in sorted(edges):
+        for v in sorted(set(edges[u])):
             if v in edges:
                 graph.add_edge(u, v)
             else:
