@@ -35,12 +35,17 @@ no-stream-without-cursor  safety    a client whose stream has delivered a messag
 
 Bounds of "covered" (each clause starts a recovery within a stated time):
 
-* a stream detector: the heartbeat monitor fires within ``heartbeat_timeout``;
+* a stream detector: the heartbeat monitor ends a silent stream within
+  ``heartbeat_timeout + heartbeat_check_interval`` (:func:`stall_bound`; each stalled
+  stream carries its age, so a monitor that keeps re-arming covers nothing after);
+* an owed catch-up (a resync or probe during a replay) covers only while that
+  replay runs; one that never starts covers nothing;
 * a subscriber detector: a silent death is detected within ``sentinel_interval +
   sentinel_timeout`` (``detection-bound`` checks that clock), and a known-down
   subscriber resyncs its streams when it is ready again;
 * a probe detector: a publish lost after its commit is read by the next head probe,
-  within ``probe_interval``, then caught up by one replay;
+  within ``probe_interval``, then caught up by one replay; it covers only events past
+  the head the session already knows;
 * a signal on the wire (replay-truncated / replay-failed) reaches the client before
   any time passes.
 
@@ -92,6 +97,7 @@ __all__ = [
     "converged",
     "covered",
     "silently_stale",
+    "stall_bound",
     "undetected",
     "violations",
 ]
@@ -203,7 +209,10 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
     subcfg = cfg.subscriber
     for stream in slot.streams:
         if stream.phase is StreamPhase.STALLED or slot.asleep:
-            stream_detector = stream_detector or slot.heartbeat_left >= 0
+            # the monitor covers a silent stream only within its bound (a monitor that
+            # keeps re-arming without reconnecting covers nothing)
+            stream_detector = stream_detector or (
+                slot.heartbeat_left >= 0 and stream.stalled_for <= stall_bound(cfg))
         if stream.phase is not StreamPhase.OPEN:
             continue
         for frame, seq in stream.wire:
@@ -215,8 +224,9 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
         if sess is not None:
             for seq in sess.buffer:
                 flight |= _bit(seq)
-            if se.owed_catch_up(scfg, sess):
-                # a catch-up to the head it learnt of is owed after the running query
+            if stream.query is not None and se.owed_catch_up(scfg, sess):
+                # a catch-up to the head it learnt of is owed after the running query (only
+                # while that query runs: an owed catch-up that never starts covers nothing)
                 for seq in seqs(missing):
                     if sess.cursor < seq <= sess.head:
                         flight |= _bit(seq)
@@ -228,9 +238,10 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
                         flight |= _bit(seq)
         rep = s.replicas[stream.replica]
         if cfg.fixes.head_probe and rep.probe_left >= 0 and sess is not None:
-            # the next probe reads the head and the session catches up past its cursor
+            # the next probe reads the head and the session catches up: only past what the
+            # session already knows (a head it learnt and never caught up to is not covered)
             for seq in seqs(missing):
-                if seq > sess.cursor:
+                if seq > max(sess.cursor, sess.head):
                     probe_detector = True
         for msg in rep.queue:
             if msg > 0:
@@ -245,6 +256,11 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
     n_flight = bin(missing & flight).count("1")
     return StaleFacts(cl.is_live(slot.machine), n_missing, n_flight, signal, stream_detector,
                       subscriber_detector, probe_detector)
+
+
+def stall_bound(cfg: WorldConfig) -> int:
+    """Ticks within which the heartbeat monitor must end a silent stream."""
+    return cfg.heartbeat_timeout + cfg.heartbeat_check_interval
 
 
 def violations(cfg: WorldConfig, s: State) -> list[str]:

@@ -554,10 +554,16 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
     if not moved:
         return
     ctx = Ctx(cfg, s)
+    cap = cfg.heartbeat_timeout + cfg.heartbeat_check_interval + 1
     for i, slot in enumerate(s.clients):
         if slot.asleep:
             continue
         flows = _heartbeats_flow(slot)
+        if any(st.phase is StreamPhase.STALLED and st.stalled_for < cap for st in slot.streams):
+            slot = slot._replace(streams=tuple(
+                st._replace(stalled_for=st.stalled_for + 1)
+                if st.phase is StreamPhase.STALLED and st.stalled_for < cap else st
+                for st in slot.streams))
         ctx.clients[i] = slot._replace(
             heartbeat_left=slot.heartbeat_left - 1 if slot.heartbeat_left > 0 and not flows
             else slot.heartbeat_left,

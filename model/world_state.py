@@ -331,6 +331,7 @@ class Stream(NamedTuple):
     query: se.QueryReplay | None  #: the replay query running for it
     heard: bool  #: a message reached the client on this stream
     last_sent: int  #: the last event seq (or announced head) the session wrote on it
+    stalled_for: int = 0  #: ticks since it went silent (stalled), capped past the stall bound
 
 
 class PendingSnapshot(NamedTuple):
