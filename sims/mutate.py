@@ -295,6 +295,16 @@ def _heartbeat_timeout_only_stops(cfg: cl.ClientConfig, s: cl.ClientState, e: cl
     return n, acts
 
 
+def _heartbeat_rearms_forever(cfg: cl.ClientConfig, s: cl.ClientState, e: cl.ClientInput
+                              ) -> ClientResult:
+    """The heartbeat monitor re-arms itself on a silent stream and never reconnects."""
+    acts: list[Action] = []
+    if s.status is not cl.Status.CONNECTED:
+        return s, acts
+    acts.append(StartTimer(timer=cl.HEARTBEAT, at=e.now + cfg.heartbeat_timeout))
+    return s._replace(monitor=True), acts
+
+
 def _close_without_closing(state: cl.ClientState, actions: list[Action]) -> cl.ClientState:
     """The client forgets its stream without closing it."""
     return state._replace(stream=False, stable=False)
@@ -456,6 +466,10 @@ CATALOGUE: tuple[Mutant, ...] = (
     Mutant("heartbeat-never-reconnects", _CL, "_on_heartbeat_timer",
            "the heartbeat monitor gives up on a silent stream but never reconnects",
            (Swap(cl, "_on_heartbeat_timer", _heartbeat_timeout_only_stops),), _probe_heartbeat),
+    Mutant("heartbeat-rearms-forever", _CL, "_on_heartbeat_timer",
+           "the heartbeat monitor keeps re-arming on a silent stream instead of reconnecting "
+           "(armed forever, it would cover the stream forever if coverage had no clock)",
+           (Swap(cl, "_on_heartbeat_timer", _heartbeat_rearms_forever),), _probe_heartbeat),
     Mutant("stream-never-closed", _CL, "_close",
            "the client forgets its stream without closing it, then opens another",
            (Swap(cl, "_close", _close_without_closing),), _probe_heartbeat),
