@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,3 +236,20 @@ def test_fleet_rows_and_series_from_one_run() -> None:
     assert len(bins) == 600 and bins["reconnects"].sum() * 0.1 <= herd_row["reconnects"]
     series = fleet.staleness_series(result, np.arange(0.0, 240.0, 1.0))
     assert series["connected_clients"].max() == 30 and series["silently_stale_clients"].max() == 0
+
+
+def test_readme_block_and_index_list_every_report_with_its_finding(tmp_path: Path) -> None:
+    """Both are generated from the JSON of every report in the catalog, none left out."""
+    from sims.reports.catalog import REPORTS
+    from sims.reports.common import save_finding
+    from sims.reports.readme import readme_block
+    from sims.reports.render import write_index
+
+    for info in REPORTS:
+        save_finding(info.name, f"the finding of {info.name}", quick=False, out_dir=tmp_path,
+                     headline={"key": "1 s"})
+        (tmp_path / f"{info.name}.html").write_text("<html></html>", encoding="utf-8")
+    block, index = readme_block(tmp_path), write_index(tmp_path).read_text(encoding="utf-8")
+    for info in REPORTS:
+        assert f"(reports/{info.name}.html) — the finding of {info.name}" in block
+        assert f"the finding of {info.name}" in index and f'href="{info.name}.html"' in index

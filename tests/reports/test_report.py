@@ -38,6 +38,8 @@ def test_every_report_renders(rendered: tuple[Path, subprocess.CompletedProcess[
         finding = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
         assert finding["quick"] is True and finding["finding"].strip()
         assert finding["mode"] == "quick" and finding["code_hash"] and finding["commit"]
+        assert len(finding["headline"]) >= 3, f"{name}: the banner needs its key numbers"
+        assert 'class="sselab-banner"' in page and "<dl>" in page
         assert name in proc.stdout
         # the finding comes first, the code is folded away, parameters are not shown twice
         assert page.index('class="sselab-banner"') < page.index("<main>")
