@@ -15,9 +15,16 @@ module                   what it computes
                          OCC experiment, and the post's claims judged on our numbers
 ``herd``                 a reconnect herd after an outage, per policy, against the exact
                          arrival density computed from the delay distributions
-``fleet``                runs of the SimPy fleet (``sims.des``) and per-second rates from
-                         its frames, for the storm, staleness and detection reports
+``fleet``                runs of the SimPy fleet (``sims.des``), per-second and 100 ms rates
+                         from its frames, the herd, storm and long-disconnect table rows
+                         and the staleness series
+``detection``            sentinel detection latencies against their uniform closed form
+                         (the Kolmogorov-Smirnov distance and its 1 % critical value)
+``outage``               real clients over outage lengths: percentiles, time to failed
+``policies``             ``--policy``: specs, real clients and ``module:function``
 ``checker``              ``sselab check`` with defaults and with each fix switched off
-``render``               papermill execution, nbconvert HTML and ``index.html``
+``provenance``           code hashes and ``sselab report --check``
+``readme``               the README's generated block of findings
+``render``               papermill execution, nbconvert HTML, banners and ``index.html``
 =======================  ===================================================================
 """
