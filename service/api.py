@@ -408,8 +408,9 @@ async def publish(
     try:
         await rt.bus.publish(LiveMessage(body.user, event_id, body.type, data, committed))
     except Exception as exc:
-        # Committed but not fanned out: streams see the hole at the next event of
-        # the topic (and catch up), and replays always serve it.
+        # Committed but not fanned out: every replica's head probe (``head-probe``,
+        # each SSELAB_PROBE_S) finds the head past its streams' cursors and they catch
+        # up; the topic's next event shows the hole too, and replays always serve it.
         rt.metrics.publish_bus_errors.inc()
         log.error("bus publish failed after commit",
                   extra={"user": body.user, "event_id": str(event_id),

@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.session import SessionConfig
+from model.session import SessionConfig, TopicHead
 from service import trace
 from service.api import HTTPError, error, router
 from service.auth import Principal
@@ -80,6 +80,38 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     async def _resync(self, sessions: list[StreamSession]) -> None:
+        async for topic_sessions, head, failure in self._heads(sessions, "resync"):
+            for sess in topic_sessions:
+                if head is not None:
+                    sess.resync_to(head)
+                else:
+                    sess.resync_failed(failure)
+
+    async def probe_heads(self) -> None:
+        """The head probe (``head-probe``): feed every open stream its topic's head.
+
+        One read per topic, batched over every stream of that topic on this replica.
+        A session whose cursor is behind the head (a publish lost after its commit)
+        starts a catch-up; that is the machine's decision. A failed read feeds
+        nothing: the machine has no input for it, and the next period reads again.
+        """
+        sessions = list(self.sessions)
+        if not sessions:
+            return
+        self.metrics.head_probes.inc()
+        async for topic_sessions, head, _ in self._heads(sessions, "head probe"):
+            if head is None:
+                continue
+            for sess in topic_sessions:
+                if sess.probe(head):
+                    self.metrics.probe_catch_ups.inc()
+
+    async def _heads(self, sessions: list[StreamSession], what: str
+                     ) -> AsyncIterator[tuple[list[StreamSession], TopicHead | None, str]]:
+        """Each topic's open streams with its head (None and why when the read failed).
+
+        Heads are read once per topic, 500 topics per query.
+        """
         by_topic: dict[str, list[StreamSession]] = {}
         for sess in sessions:
             by_topic.setdefault(sess.topic, []).append(sess)
@@ -89,18 +121,13 @@ class Runtime:
             try:
                 heads = await self.store.topic_heads(batch)
             except Exception as exc:
-                log.warning("resync head read failed", extra={"topics": len(batch),
-                                                              "error": exc.__class__.__name__})
+                log.warning(f"{what} head read failed", extra={"topics": len(batch),
+                                                               "error": exc.__class__.__name__})
                 heads, failure = {}, exc.__class__.__name__
             else:
                 failure = "topic row missing"
             for topic in batch:
-                for sess in by_topic[topic]:
-                    head = heads.get(topic)
-                    if head is not None:
-                        sess.resync_to(head)
-                    else:
-                        sess.resync_failed(failure)
+                yield by_topic[topic], heads.get(topic), failure
 
     async def check_database(self) -> None:
         """Refresh the cached Postgres check (readiness reads the cache, never the database)."""
@@ -273,6 +300,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs.append(asyncio.create_task(_every(settings.reauth_interval_s,
                                                    rt.reauthorize_open_streams,
                                                    "re-authorising open streams")))
+        if settings.fixes.head_probe:
+            jobs.append(asyncio.create_task(_every(settings.probe_s, rt.probe_heads,
+                                                   "head probe")))
         log.info("sselab service started", extra={"fixes": str(settings.fixes)})
         try:
             yield

@@ -113,6 +113,7 @@ class Settings:
     heartbeat_s: float = 5.0
     sentinel_interval_s: float = 30.0
     sentinel_timeout_s: float = 5.0
+    probe_s: float = 5.0
     fixes: Fixes = Fixes()
     replay_timeout_ms: int = 5000
     snapshot_limit: int = 100
@@ -207,6 +208,7 @@ class Settings:
             heartbeat_s=_number(env, "SSELAB_HEARTBEAT_S", 5.0, minimum=0.01),
             sentinel_interval_s=_number(env, "SSELAB_SENTINEL_INTERVAL_S", 30.0, minimum=0.01),
             sentinel_timeout_s=_number(env, "SSELAB_SENTINEL_TIMEOUT_S", 5.0, minimum=0.01),
+            probe_s=_number(env, "SSELAB_PROBE_S", 5.0, minimum=0.05),
             fixes=fixes,
             replay_timeout_ms=int(_number(env, "SSELAB_REPLAY_TIMEOUT_MS", 5000, minimum=1,
                                           integer=True)),

@@ -34,6 +34,12 @@ class Metrics:
                                              "Times the subscriber link was dialled again",
                                              registry=r)
         self.resyncs = Counter("sselab_stream_resyncs", "Streams told to catch up", registry=r)
+        self.head_probes = Counter("sselab_head_probes",
+                                   "Head probe rounds run (one head read per topic each)",
+                                   registry=r)
+        self.probe_catch_ups = Counter("sselab_probe_catch_ups",
+                                       "Catch-ups a head probe started (a publish was lost "
+                                       "after its commit)", registry=r)
         self.published = Counter("sselab_events_published", "Events committed", registry=r)
         self.publish_bus_errors = Counter("sselab_publish_bus_errors",
                                           "Committed events whose Redis publish failed", registry=r)

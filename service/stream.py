@@ -57,6 +57,8 @@ HeadReader = Callable[[str], Awaitable[TopicHead]]
 Reauthorize = Callable[[], Awaitable[bool]]
 
 _HEARTBEAT = encode_frame(None, "heartbeat", "{}")
+#: The actions that show a session started catching up (a replay, or a truncation past the limit).
+_CATCH_UP = (session.QueryReplay, session.SendTruncated)
 
 
 class Outbox:
@@ -199,6 +201,15 @@ class StreamSession:
             self._metrics.resyncs.inc()
         self._feed(session.Resync(now=self.timers.now(), topic=head))
 
+    def probe(self, head: TopicHead) -> bool:
+        """Feed ``HeadProbed`` with the head the replica's probe read; True if a catch-up started.
+
+        The machine decides (fix ``head-probe``); a catch-up shows as its replay query
+        or, for a gap past the limit, its ``replay-truncated``.
+        """
+        actions = self._feed(session.HeadProbed(now=self.timers.now(), topic=head))
+        return any(isinstance(a, _CATCH_UP) for a in actions)
+
     def resync_failed(self, reason: str) -> None:
         """The head read a resync needs failed: the machine decides (it ends the stream)."""
         self._feed(session.ResyncFailed(now=self.timers.now(), reason=reason[:200]))
@@ -225,9 +236,9 @@ class StreamSession:
 
     # ------------------------------------------------------------ the machine
 
-    def _feed(self, event: session.SessionInput) -> None:
+    def _feed(self, event: session.SessionInput) -> list[Action]:
         if self.state.phase is Phase.CLOSED:
-            return  # a closed session takes no input: late query results are dropped
+            return []  # a closed session takes no input: late query results are dropped
         self.state, actions = session.step(self.cfg, self.state, event)
         if self._trace is not None:
             self._trace.step("session", self.trace_id, event, self.state.phase.value, actions,
@@ -238,6 +249,7 @@ class StreamSession:
             stale = [k for k in self._payloads if k.seq <= cursor or k.epoch != epoch]
             for key in stale:
                 del self._payloads[key]  # sent, covered by a signal, or not of this log
+        return actions
 
     def _write(self, frame: bytes) -> None:
         if not self.outbox.put(frame):
@@ -278,8 +290,9 @@ class StreamSession:
 
     def _start_timer(self, action: StartTimer) -> None:
         name = action.timer
-        self.timers.start(name, action.at, lambda: self._feed(
-            session.TimerFired(now=self.timers.now(), timer=name)))
+        def fire() -> None:
+            self._feed(session.TimerFired(now=self.timers.now(), timer=name))
+        self.timers.start(name, action.at, fire)
 
     async def _query(self, action: session.QueryReplay) -> None:
         if self._reauthorize is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -399,3 +399,52 @@ def test_frames_keep_unicode_line_separators_inside_their_data_line() -> None:
     frame = encode_frame("1-1", "note", '"a\u2028b"')
     assert frame == 'id: 1-1\r\nevent: note\r\ndata: "a\u2028b"\r\n\r\n'.encode()
     assert encode_frame(None, "x", "a\nb") == b"event: x\r\ndata: a\r\ndata: b\r\n\r\n"
+
+
+# ---------------------------------------------------------------- the head probe
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["fix-on", "fix-off"])
+def test_head_probe_reads_each_topic_once_and_streams_behind_it_catch_up(on: bool) -> None:
+    """A publish lost after its commit: no live event comes; the probe's head brings it."""
+    from service.app import Runtime
+
+    async def main() -> None:
+        async def replay(topic: str, after: int, upto: int | None, limit: int | None
+                         ) -> ReplayResult:
+            return ReplayResult(tuple(row(s) for s in range(after + 1, (upto or 0) + 1)), 0)
+
+        reads: list[list[str]] = []
+
+        class Heads:
+            async def topic_heads(self, topics: list[str]) -> dict[str, TopicHead]:
+                reads.append(topics)
+                return {"alice": TopicHead(epoch=1, head=12), "bob": TopicHead(epoch=2, head=4)}
+
+        fixes = Fixes() if on else Fixes().without("head-probe")
+        metrics = Metrics()
+        unused: Any = None  # the probe reads only the store and the open sessions
+        rt = Runtime(settings=unused, metrics=metrics, store=cast(Any, Heads()), bus=unused,
+                     revocations=unused, admission=unused, session_cfg=unused)
+        alice = [make_session(replay, fixes=fixes)[0] for _ in range(2)]
+        bob, _ = make_session(replay, fixes=fixes)
+        bob.topic = "bob"
+        for sess in alice:
+            sess.open(None, TopicHead(epoch=1, head=10))  # 11 and 12 commit, never published
+        bob.open(None, TopicHead(epoch=2, head=4))  # bob is up to date
+        for sess in [*alice, bob]:
+            drain(sess.outbox)
+            rt.sessions[sess] = unused
+        await rt.probe_heads()
+        await settle()
+        assert reads == [["alice", "bob"]]  # one read for every stream of every topic
+        got = [[f[0] for f in drain(s.outbox) if f[2]] for s in alice]
+        assert got == ([["1-11", "1-12"]] * 2 if on else [[], []])
+        assert drain(bob.outbox) == []
+        assert metrics.head_probes._value.get() == 1
+        assert metrics.probe_catch_ups._value.get() == (2 if on else 0)
+        await rt.probe_heads()  # caught up: nothing more
+        await settle()
+        assert [drain(s.outbox) for s in alice] == [[], []]
+        assert metrics.probe_catch_ups._value.get() == (2 if on else 0)
+    run(main)
