@@ -164,11 +164,9 @@ class StreamSession:
             session.EndStream: lambda a: self.end(a.reason),
             StartTimer: self._start_timer,
             CancelTimer: lambda a: self.timers.cancel(a.timer),
+            session.AnnounceHead: self._announce_head,
             Log: lambda a: log_action(log, a, topic=self.topic),
         }
-        announce = getattr(session, "AnnounceHead", None)  # the announce-head fix (issue 12)
-        if announce is not None:
-            self._handlers[announce] = lambda a: self._write(f"id: {a.head}\r\n\r\n".encode())
 
     # ------------------------------------------------------------ inputs from the world
 
@@ -276,6 +274,12 @@ class StreamSession:
         self._write(_HEARTBEAT)
         if self._metrics is not None:
             self._metrics.heartbeats.inc()
+
+    def _announce_head(self, action: session.AnnounceHead) -> None:
+        # An id-only message (``announce-head``): no ``data:``, so no event is dispatched,
+        # yet Chromium's EventSource adopts the id as its lastEventId and sends it back
+        # as Last-Event-ID on its own reconnect (tests/integration/test_browser_eventsource).
+        self._write(f"id: {action.head}\r\n\r\n".encode())
 
     def _send_truncated(self, action: session.SendTruncated) -> None:
         data = {"head": str(action.head), "limit": action.limit, "reason": action.reason.value}
