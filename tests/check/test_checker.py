@@ -113,11 +113,12 @@ def _plain_bfs_count(config: WorldConfig) -> int:
     return len(seen)
 
 
-@pytest.mark.parametrize("sizes", [dict(clients=2, events=1, faults=0), dict(events=2, faults=1)])
-def test_no_symmetry_count_equals_an_independent_walk(sizes: dict[str, int]) -> None:
-    """Without symmetry the checker counts exactly the states a plain BFS reaches."""
+@pytest.mark.parametrize("sizes", [dict(clients=2, events=1, faults=0), dict(events=2, faults=1),
+                                   dict(clients=2, replicas=2, events=0, faults=0)])
+def test_no_reduction_count_equals_an_independent_walk(sizes: dict[str, int]) -> None:
+    """With every reduction off the checker counts exactly the states a plain BFS reaches."""
     config = WorldConfig(**sizes)
-    result = check(config, symmetry=False, liveness=False)
+    result = check(config, reduction=False, liveness=False)
     assert result.complete
     assert result.states == _plain_bfs_count(config)
 
