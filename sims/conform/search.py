@@ -79,6 +79,12 @@ def world_config(trace: Trace, *, tick: float | None = None,
             return default
         return max(1, round(float(seconds) / tick))
 
+    opens = sorted((i.lines[0] for i in trace.instances
+                    if i.machine == "session" and i.lines and i.lines[0].key[0] == "Open"),
+                   key=lambda line: (line.file, line.lineno))
+    # A client that started without a cursor (a fresh browser) opens its first stream
+    # without one; a client started from a cursor is the world's client at the empty topic.
+    start_cursor = 0 if opens and opens[0].key[1] is not None else None
     c0: Mapping[str, Any] = client[0] if client else {}
     s0: Mapping[str, Any] = server[0] if server else {}
     values: dict[str, Any] = dict(
@@ -91,6 +97,8 @@ def world_config(trace: Trace, *, tick: float | None = None,
         sentinel_timeout=ticks(s0.get("sentinel_timeout_s")),
         backoff_base=ticks(c0.get("backoff_base")),
         backoff_cap=ticks(c0.get("backoff_cap")),
+        probe_interval=ticks(s0.get("probe_s")),
+        start_cursor=start_cursor,
         fixes=fixes,
     )
     values.update(overrides or {})

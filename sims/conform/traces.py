@@ -69,7 +69,7 @@ def input_key(machine: str, inp: Mapping[str, Any]) -> Key:
     if machine == "client":
         if kind == "EventReceived":
             return (kind, _seq(inp["event_id"]))
-        if kind in ("ReplayTruncated", "RehydrateDone"):
+        if kind in ("ReplayTruncated", "RehydrateDone", "HeadAnnounced"):
             return (kind, _seq(inp["head"]))
         if kind == "TimerFired":
             return (kind, str(inp["timer"]))
@@ -77,12 +77,14 @@ def input_key(machine: str, inp: Mapping[str, Any]) -> Key:
     if machine == "session":
         if kind == "Open":
             topic = inp["topic"]
-            return (kind, _seq(inp["last_event_id"]), int(topic["head"]), int(topic["floor"]))
+            cursor = inp["last_event_id"]  # None (a client without a cursor) is not 0
+            return (kind, None if cursor is None else _seq(cursor), int(topic["head"]),
+                    int(topic["floor"]))
         if kind == "ReplayRows":
             return (kind, tuple(int(s) for s in inp["seqs"]), int(inp.get("floor", 0)))
         if kind == "LiveEvent":
             return (kind, int(inp["seq"]))
-        if kind == "Resync":
+        if kind in ("Resync", "HeadProbed"):
             topic = inp["topic"]
             return (kind, int(topic["head"]), int(topic["floor"]))
         if kind == "TimerFired":

@@ -13,6 +13,7 @@ import pytest
 from integration.test_seed_fixes import make_client
 
 from model.fixes import FIXES
+from model.world import Kind
 from service import trace
 from service.store import Store
 from service.testing.stack import (
@@ -64,7 +65,7 @@ def test_real_trace_validates_and_a_dropped_event_is_found(
     result = conform(tr, world_config(tr))
     assert result.ok, result.failure
     kinds = {s.kind for s in result.path}
-    assert {"redis.disconnect", "reconnect", "replay"} <= kinds
+    assert {Kind.REDIS_DISCONNECT, Kind.RECONNECT, Kind.REPLAY} <= kinds
 
     rows = path.read_text().splitlines()
     second = next(n for n, row in enumerate(rows)
