@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from model.world import WorldConfig, enabled, initial
+from model.world import Kind, WorldConfig, enabled, initial
 from sims.conform.search import Step
 from sims.conform.traces import Trace
 
@@ -68,6 +68,10 @@ def format_coverage(cov: Coverage) -> str:
            f" of {len(cov.kinds_world)}"]
     for kind in sorted(cov.kinds_world):
         out.append(f"  [{'x' if kind in cov.kinds_real else ' '}] {kind}")
+    unreached = sorted({k.value for k in Kind} - cov.kinds_world)
+    if unreached:  # every kind of the vocabulary shows, even those this bounded walk missed
+        out.append("kinds the bounded walk of the default world did not reach: "
+                   + ", ".join(unreached))
     out.append(f"machine (state, input) pairs exercised: {len(cov.pairs_real & cov.pairs_world)}"
                f" of {len(cov.pairs_world)} the checker reaches")
     for pair in sorted(cov.pairs_world):

@@ -134,3 +134,13 @@ def test_topic_sequence_counterexample_cannot_happen_with_the_store_sql() -> Non
         asyncio.run(main())
     finally:
         drop_schema(ns)
+
+
+def test_coverage_lists_every_kind_of_the_world() -> None:
+    """``--coverage`` names each transition kind, the new ones included (reached or not)."""
+    from sims.conform.coverage import Coverage, format_coverage
+
+    kinds = frozenset({Kind.PROBE.value, Kind.REDIS_PUBLISH_LOST.value})
+    text = format_coverage(Coverage(kinds, kinds, frozenset(), frozenset()))
+    for kind in Kind:
+        assert kind.value in text, kind
