@@ -24,6 +24,7 @@ redis.outage               the Redis server is down: every link drops, publishes
 redis.publish_lost         a publish to Redis fails after its commit (or the process
                            dies between the two): the event never arrives live
 postgres.replay_fails      a replay query fails (error, timeout, terminated backend)
+auth.revoke                a client's token is revoked (or expires) while it streams
 postgres.errors            a share of queries fail for a while
 postgres.prune             retention removes the oldest kept events
 postgres.snapshot_fails    a client's snapshot (re-hydration) load fails
@@ -96,6 +97,8 @@ FAULTS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("redis.publish_lost", "a publish to Redis fails after its commit",
               "redis: publisher {client}'s publish is lost after its commit",
               (_AT, Param("count", int, 1, "how many publishes are lost"))),
+    FaultKind("auth.revoke", "a client's token is revoked while it streams",
+              "auth: client {client}'s token is revoked", (_AT, _FRACTION)),
     FaultKind("postgres.replay_fails", "a replay query fails",
               "postgres: the replay query for client {client} fails",
               (_AT, Param("count", int, 1, "how many replay queries fail"))),

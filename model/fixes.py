@@ -154,9 +154,8 @@ FIXES: tuple[FixInfo, ...] = (
             "a periodic head probe catches up publishes lost after their commit",
             ("no-silent-stale",)),
     FixInfo("reauthorize", None, "reauthorize",
-            "re-check the token on every reconnect and replay", (),
-            worlds=(), no_world="tokens are not part of the world; the service's integration "
-            "tests show a revoked or expired token is refused on connect and on replay"),
+            "re-check the token on every reconnect, replay and re-check interval",
+            ("revoked-stream-ends",)),
 )
 
 _BY_KEY: dict[str, FixInfo] = {}

@@ -28,6 +28,8 @@ ordered-delivery          safety    on one stream event ids strictly increase (a
                                     EventSource does not deduplicate); a client's cursor
                                     never moves backwards; each event is handed to the
                                     application at most once
+revoked-stream-ends       safety    a stream whose token is revoked ends within the
+                                    re-check bound once a re-check has found it
 no-stream-without-cursor  safety    a client whose stream has delivered a message holds a
                                     cursor (a fresh browser is told the head on open), so
                                     its next reconnect resumes instead of skipping events
@@ -69,6 +71,7 @@ from model import subscriber as sb
 from model.world import (
     DELIVERY_FLAGS,
     FAILED_FLAGS,
+    REAUTH_BOUND,
     Frame,
     Link,
     Pub,
@@ -88,6 +91,7 @@ __all__ = [
     "LIVENESS",
     "NO_SILENT_STALE",
     "NO_STREAM_WITHOUT_CURSOR",
+    "REVOKED_STREAM_ENDS",
     "ORDERED_DELIVERY",
     "SAFETY",
     "SINGLE_STREAM",
@@ -111,6 +115,7 @@ CONVERGENCE = "convergence"
 SINGLE_STREAM = "single-stream"
 ORDERED_DELIVERY = "ordered-delivery"
 NO_STREAM_WITHOUT_CURSOR = "no-stream-without-cursor"
+REVOKED_STREAM_ENDS = "revoked-stream-ends"
 
 
 class InvariantInfo(NamedTuple):
@@ -141,6 +146,8 @@ INVARIANTS: tuple[InvariantInfo, ...] = (
     InvariantInfo(ORDERED_DELIVERY, "safety",
                   "on one stream ids strictly increase; a cursor never moves backwards; each "
                   "event is applied at most once"),
+    InvariantInfo(REVOKED_STREAM_ENDS, "safety",
+                  "a stream whose token is revoked ends within the re-check bound"),
     InvariantInfo(NO_STREAM_WITHOUT_CURSOR, "safety",
                   "a client whose stream delivered a message holds a cursor (told the head on "
                   "open)"),
@@ -266,7 +273,7 @@ def stall_bound(cfg: WorldConfig) -> int:
 def violations(cfg: WorldConfig, s: State) -> list[str]:
     """Names of the safety invariants state ``s`` of ``cfg`` violates (empty when all hold)."""
     out: list[str] = []
-    counter = failed = stale = single = ordered = cursorless = False
+    counter = failed = stale = single = ordered = cursorless = revoked = False
     for i, slot in enumerate(s.clients):
         m = slot.machine
         if m.attempts != slot.attempts_started or m.attempts > cfg.max_attempts:
@@ -281,6 +288,9 @@ def violations(cfg: WorldConfig, s: State) -> list[str]:
             cursorless = True
         if len(slot.streams) > 1:
             single = True
+        if any(st.revoked_for > REAUTH_BOUND and st.phase is StreamPhase.OPEN
+               for st in slot.streams):
+            revoked = True
         if not stale and cl.is_live(m) and not covered(client_facts(cfg, s, i)):
             stale = True
     if counter:
@@ -299,6 +309,8 @@ def violations(cfg: WorldConfig, s: State) -> list[str]:
         out.append(ORDERED_DELIVERY)
     if cursorless:
         out.append(NO_STREAM_WITHOUT_CURSOR)
+    if revoked:
+        out.append(REVOKED_STREAM_ENDS)
     return out
 
 

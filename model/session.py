@@ -38,6 +38,10 @@ Rules.
   that arrives during a query is owed after it (:func:`owed_catch_up`). When the
   head read a resync needs fails (``ResyncFailed``), the session ends the stream
   (``EndStream``): the client reconnects with its cursor and its replay catches up.
+* **Re-authorization** (``reauthorize``). When a re-check finds the stream's token
+  revoked or expired (``Revoked``: the shell checks on every replay and every
+  re-check interval), the session ends the stream (``EndStream``); the client may
+  reconnect only with a valid token. Off: the stream keeps streaming.
 * **Head announcement** (``announce-head``). A stream opened without a cursor goes
   live from the head and announces it (``AnnounceHead``: an id-only message, which a
   browser's ``EventSource`` adopts as its ``lastEventId``), so the client's next
@@ -90,6 +94,7 @@ __all__ = [
     "ReplayRows",
     "Resync",
     "ResyncFailed",
+    "Revoked",
     "Send",
     "SendFailed",
     "SendHeartbeat",
@@ -232,6 +237,13 @@ class HeadProbed(SessionInput):
     """
 
     topic: TopicHead
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Revoked(SessionInput):
+    """A re-check found the stream's token revoked or expired (on a replay or periodically)."""
+
+    reason: str = "revoked"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -489,6 +501,21 @@ def _on_probe(cfg: SessionConfig, s: SessionState, e: SessionInput
     return _catch_up(cfg, s._replace(head=e.topic.head), e.topic.head, acts), acts
 
 
+def _on_revoked(cfg: SessionConfig, s: SessionState, e: SessionInput
+                ) -> tuple[SessionState, Actions]:
+    assert isinstance(e, Revoked)
+    if not cfg.fixes.reauthorize:
+        return s, [Log(level="warning", message="token revoked; stream kept (reauthorize off)",
+                       fields=(("reason", e.reason),))]
+    acts: Actions = [
+        EndStream(reason=e.reason),
+        Log(level="info", message="token no longer valid; ending the stream",
+            fields=(("reason", e.reason),)),
+        CancelTimer(timer=HEARTBEAT),
+    ]
+    return s._replace(phase=Phase.CLOSED, buffer=(), upto=None), acts
+
+
 def _on_resync_failed(cfg: SessionConfig, s: SessionState, e: SessionInput
                       ) -> tuple[SessionState, Actions]:
     assert isinstance(e, ResyncFailed)
@@ -535,6 +562,8 @@ TRANSITIONS: dict[tuple[Phase, type[SessionInput]], Handler] = {
     (L, Resync): _on_resync,
     (R, ResyncFailed): _on_resync_failed,
     (R, HeadProbed): _on_probe,
+    (R, Revoked): _on_revoked,
+    (L, Revoked): _on_revoked,
     (L, HeadProbed): _on_probe,
     (L, ResyncFailed): _on_resync_failed,
     (R, TimerFired): _on_timer,

@@ -142,6 +142,7 @@ __all__ = [
     "WorldConfig",
     "enabled",
     "flatten",
+    "REAUTH_BOUND",
     "initial",
     "render",
     "pubs_idle",
@@ -516,6 +517,33 @@ def _sentinel_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel-timeout", ctx=ctx)
 
 
+def _tokens_revoked(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """Fault: a streaming client's token is revoked (or expires)."""
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            if stream.phase is StreamPhase.OPEN and not stream.revoked:
+                ctx = Ctx(cfg, s)
+                set_stream(ctx, i, k, stream._replace(revoked=True))
+                yield _t(Kind.AUTH_REVOKE, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+
+
+def _reauth_checks(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """The replica's re-check finds a revoked token and tells the stream's session.
+
+    The service checks on every replay and every ``SSELAB_REAUTH_INTERVAL_S``; the world
+    has the check happen before time passes, so ``revoked-stream-ends`` judges what the
+    session does with it.
+    """
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            if (stream.phase is StreamPhase.OPEN and stream.revoked and stream.revoked_for < 0
+                    and stream.session is not None):
+                ctx = Ctx(cfg, s)
+                set_stream(ctx, i, k, stream._replace(revoked_for=0))
+                feed_session(ctx, i, k, se.Revoked(reason="revoked"))
+                yield _t(Kind.REAUTH, i, ctx.state(s), stream.replica, ctx=ctx)
+
+
 def _probes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
     """A replica's head probe is due: read the head, feed it to the replica's open sessions."""
     for r, rep in enumerate(s.replicas):
@@ -540,6 +568,9 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             continue
         if slot.heartbeat_left == 0 or slot.backoff_left == 0:
             return
+        if any(st.revoked and st.revoked_for < 0 and st.phase is StreamPhase.OPEN
+               for st in slot.streams):
+            return  # a revoked token is re-checked before time moves on
         flows = _heartbeats_flow(slot)
         if slot.backoff_left > 0 or (slot.heartbeat_left > 0 and not flows) or (
                 flows and _first_heartbeat_due(slot)):
@@ -559,11 +590,10 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
         if slot.asleep:
             continue
         flows = _heartbeats_flow(slot)
-        if any(st.phase is StreamPhase.STALLED and st.stalled_for < cap for st in slot.streams):
-            slot = slot._replace(streams=tuple(
-                st._replace(stalled_for=st.stalled_for + 1)
-                if st.phase is StreamPhase.STALLED and st.stalled_for < cap else st
-                for st in slot.streams))
+        if any((st.phase is StreamPhase.STALLED and st.stalled_for < cap)
+               or (st.phase is StreamPhase.OPEN and 0 <= st.revoked_for <= REAUTH_BOUND)
+               for st in slot.streams):
+            slot = slot._replace(streams=tuple(_aged(st, cap) for st in slot.streams))
         ctx.clients[i] = slot._replace(
             heartbeat_left=slot.heartbeat_left - 1 if slot.heartbeat_left > 0 and not flows
             else slot.heartbeat_left,
@@ -581,6 +611,19 @@ def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             probe_left=rep.probe_left - 1 if rep.probe_left > 0 else rep.probe_left,
         )
     yield _t(Kind.TICK, -1, ctx.state(s), ctx=ctx)
+
+
+#: Ticks within which a stream whose revoked token was re-checked must have ended.
+REAUTH_BOUND = 1
+
+
+def _aged(stream: Stream, cap: int) -> Stream:
+    """A stream one tick older: how long it has been silent, or revoked and still open."""
+    if stream.phase is StreamPhase.STALLED and stream.stalled_for < cap:
+        return stream._replace(stalled_for=stream.stalled_for + 1)
+    if stream.phase is StreamPhase.OPEN and 0 <= stream.revoked_for <= REAUTH_BOUND:
+        return stream._replace(revoked_for=stream.revoked_for + 1)
+    return stream
 
 
 def _first_heartbeat_due(slot: ClientSlot) -> bool:
@@ -622,6 +665,8 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.CLIENTS_SLEEP, _laptops_sleep),
     (Kind.TIMER, _sentinel_timers),
     (Kind.PROBE, _probes),
+    (Kind.AUTH_REVOKE, _tokens_revoked),
+    (Kind.REAUTH, _reauth_checks),
     (Kind.TICK, _time_passes),
 )
 

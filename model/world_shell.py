@@ -203,6 +203,12 @@ def _session_query(ctx: Ctx, i: int, k: int, act: se.QueryReplay) -> None:
     set_stream(ctx, i, k, ctx.clients[i].streams[k]._replace(query=act))
 
 
+def _session_end(ctx: Ctx, i: int, k: int, act: se.EndStream) -> None:
+    """The replica ends the stream: both ends see it close."""
+    close_stream(ctx, i, k)
+    feed_client(ctx, i, cl.StreamClosed(reason=act.reason))
+
+
 #: How the world carries out each session action; heartbeats are implicit in the world.
 _SESSION_ACTIONS: dict[type[Action], Callable[..., object]] = {
     se.Send: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.EVENT, act.event_id.seq),
@@ -210,6 +216,7 @@ _SESSION_ACTIONS: dict[type[Action], Callable[..., object]] = {
     se.SendFailed: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.FAILED, 0),
     se.AnnounceHead: lambda ctx, i, k, act: _wire(ctx, i, k, Frame.HEAD, act.head.seq),
     se.QueryReplay: _session_query,
+    se.EndStream: _session_end,
     StartTimer: ignore,
     CancelTimer: ignore,
     se.SendHeartbeat: ignore,

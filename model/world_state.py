@@ -139,12 +139,14 @@ class Kind(_Fast):
     RETRY = "retry"
     TICK = "tick"
     PROBE = "probe"
+    REAUTH = "reauth"
     NETWORK_DROP = "network.drop"
     NETWORK_STALL = "network.stall"
     CLIENTS_SLEEP = "clients.sleep"
     REDIS_SUBSCRIBER_DIES = "redis.subscriber_dies"
     REDIS_DISCONNECT = "redis.disconnect"
     REDIS_PUBLISH_LOST = "redis.publish_lost"
+    AUTH_REVOKE = "auth.revoke"
     POSTGRES_REPLAY_FAILS = "postgres.replay_fails"
     POSTGRES_SNAPSHOT_FAILS = "postgres.snapshot_fails"
     POSTGRES_PRUNE = "postgres.prune"
@@ -217,6 +219,7 @@ SENTENCES: dict[tuple[Kind, str], str] = {
     (Kind.RECEIVE, "failed"): "client {actor} receives replay-failed",
     (Kind.RECEIVE, "head"): "client {actor} receives the head announcement ({0})",
     (Kind.PROBE, ""): "replica {actor} probes the topic head ({0})",
+    (Kind.REAUTH, ""): "replica {0} re-checks client {actor}'s token: revoked",
     (Kind.SNAPSHOT, ""): "client {actor}: snapshot loaded (head {0})",
     (Kind.TIMER, "heartbeat"): "client {actor}: heartbeat check fires while {0}",
     (Kind.TIMER, "backoff"): "client {actor}: backoff timer fires",
@@ -332,6 +335,8 @@ class Stream(NamedTuple):
     heard: bool  #: a message reached the client on this stream
     last_sent: int  #: the last event seq (or announced head) the session wrote on it
     stalled_for: int = 0  #: ticks since it went silent (stalled), capped past the stall bound
+    revoked: bool = False  #: its token was revoked (or expired) while it streamed
+    revoked_for: int = -1  #: ticks since a re-check told its session (-1: not told yet)
 
 
 class PendingSnapshot(NamedTuple):

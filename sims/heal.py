@@ -37,7 +37,8 @@ __all__ = ["HEAL_PRIORITY", "HealResult", "default_budget", "heal", "settled"]
 
 #: Progress kinds in the order the heal phase takes them (see the module docstring).
 HEAL_PRIORITY: tuple[Kind, ...] = (
-    Kind.WAKE, Kind.REPLICA_UP, Kind.RECONNECT, Kind.TIMER, Kind.PROBE, Kind.SNAPSHOT, Kind.RECEIVE,
+    Kind.WAKE, Kind.REPLICA_UP, Kind.RECONNECT, Kind.TIMER, Kind.PROBE, Kind.REAUTH,
+    Kind.SNAPSHOT, Kind.RECEIVE,
     Kind.REPLAY, Kind.ACCEPT, Kind.REFUSE, Kind.DELIVER, Kind.PUBLISH, Kind.RETRY, Kind.TICK,
     Kind.TRIGGER,
 )

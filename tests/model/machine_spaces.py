@@ -129,13 +129,14 @@ SESSION_STATIC_KINDS: dict[str, tuple[se.SessionInput, ...]] = {
                   se.LiveEvent(seq=3, epoch=1)),
     "Resync": (se.Resync(topic=se.TopicHead(0, 3)), se.Resync(topic=se.TopicHead(0, 7))),
     "ResyncFailed": (se.ResyncFailed(),),
+    "Revoked": (se.Revoked(),),
     "HeadProbed": (se.HeadProbed(topic=se.TopicHead(0, 3)), se.HeadProbed(topic=se.TopicHead(0, 7))),
     "TimerFired(heartbeat)": (se.TimerFired(timer=se.HEARTBEAT),),
     "TimerFired(unknown)": (se.TimerFired(timer="no-such-timer"),),
     "Close": (se.Close(),),
 }
 SESSION_KIND_NAMES = ("Open", "ReplayRows", "ReplayError", "LiveEvent", "Resync", "ResyncFailed",
-                      "HeadProbed",
+                      "HeadProbed", "Revoked",
                       "TimerFired(heartbeat)", "TimerFired(unknown)", "Close")
 
 

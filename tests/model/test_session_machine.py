@@ -115,6 +115,10 @@ def check_handled(cfg: se.SessionConfig, s: se.SessionState, e: se.SessionInput,
         assert n.phase in (se.Phase.LIVE, se.Phase.REPLAYING)
     if isinstance(e, se.Close):
         assert n.phase is se.Phase.CLOSED and actions == [CancelTimer(timer=se.HEARTBEAT)]
+    elif isinstance(e, se.Revoked) and fixes.reauthorize:
+        # a revoked or expired token: the session ends the stream
+        assert n.phase is se.Phase.CLOSED
+        assert [a for a in actions if isinstance(a, se.EndStream)]
     elif isinstance(e, se.ResyncFailed) and fixes.resync_after_recovery:
         # no head, no catch-up: end the stream so the client replays from its cursor
         assert n.phase is se.Phase.CLOSED

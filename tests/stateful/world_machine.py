@@ -288,6 +288,7 @@ class WorldMachine(RuleBasedStateMachine):
     trigger = _kind_rule("trigger", "The browser goes online or the page becomes visible.")
     retry = _kind_rule("retry", "The user presses Retry on a failed client: recover().")
     probe = _kind_rule("probe", "A replica's head probe reads the topic head for its streams.")
+    reauth = _kind_rule("reauth", "A replica's re-check finds a stream's token revoked.")
 
     network_drop = _kind_rule("network.drop", "Fault: a client's stream drops; both ends see it.")
     network_stall = _kind_rule("network.stall", "Fault: a client's stream goes silent without closing.")
@@ -299,6 +300,7 @@ class WorldMachine(RuleBasedStateMachine):
     redis_publish_lost = _kind_rule("redis.publish_lost",
                                     "Fault: a publish to Redis is lost after its commit.")
     postgres_snapshot_fails = _kind_rule("postgres.snapshot_fails", "Fault: a snapshot load fails.")
+    auth_revoke = _kind_rule("auth.revoke", "Fault: a streaming client's token is revoked.")
     postgres_prune = _kind_rule("postgres.prune", "Fault: retention prunes the oldest kept event.")
     replicas_down = _kind_rule("replicas.down", "Fault: a replica goes down and drops its streams.")
 
@@ -318,6 +320,7 @@ class WorldMachine(RuleBasedStateMachine):
     holds_single_stream = _safety_invariant("single-stream")
     holds_ordered_delivery = _safety_invariant("ordered-delivery")
     holds_no_stream_without_cursor = _safety_invariant("no-stream-without-cursor")
+    holds_revoked_stream_ends = _safety_invariant("revoked-stream-ends")
 
     def judge(self, name: str) -> None:
         """Raise if the current state breaks the shared invariant ``name``."""
