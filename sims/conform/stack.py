@@ -285,7 +285,11 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                     if not epoch:
                         epoch.append((await store.topic_head(user)).epoch)
                     start = EventId(epoch[0], 0)
-                if pg_proxy is not None and snapshot_kinds & set(kinds[n:]):
+                if kinds[n + 1:n + 2] == [Kind.NETWORK_DROP]:
+                    # the world drops the stream before its first frame (the announced head)
+                    # reached the client: that frame waits at the proxy and dies with the link
+                    client_proxy.hold(b"id: ")
+                elif pg_proxy is not None and snapshot_kinds & set(kinds[n:]):
                     # The rehydration a later frame starts reads twice; its second read waits,
                     # and so do the client's event frames, until the world's "snapshot loaded".
                     pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
@@ -315,6 +319,11 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 await store.prune(topic=user, upto_seq=seq)
             elif kind is Kind.NETWORK_DROP:
                 client_proxy.cut()
+                client_proxy.release()
+                if pg_proxy is not None and snapshot_kinds & set(kinds[n:]):
+                    pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
+                                  else b"SELECT epoch, head FROM")
+                    client_proxy.hold(b"event: note")
             elif kind is Kind.NETWORK_STALL:
                 client_proxy.stall()
             elif kind is Kind.CLIENTS_SLEEP and timers is not None:
@@ -344,7 +353,8 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
         for msg in pending:  # a publish still under way in the world happens
             await fan_out(msg)
         await asyncio.sleep(3.0)  # quiescence: detection bound (1.5 s) and recovery
-        assert client is not None, "the counterexample never started the client"
+        assert client is not None or invariant == DETECTION_BOUND, \
+            "the counterexample never started the client"
         return await _judge(invariant, client, server, ns, user, applied, broken, cursorless,
                             disorder, max_attempts, tuple(labels), floor_now)
     finally:
@@ -363,7 +373,7 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
         shutil.rmtree(logs, ignore_errors=True)
 
 
-async def _judge(invariant: str, client: Any, server: Any, ns: str, user: str, applied: set[int],
+async def _judge(invariant: str, client: Any | None, server: Any, ns: str, user: str, applied: set[int],
                  broken: list[str], cursorless: list[str], disorder: list[str],
                  max_attempts: int, labels: tuple[str, ...], floor_now: Any) -> StackRun:
     """The invariant the checker found broken, judged on what the real stack did."""
@@ -372,6 +382,13 @@ async def _judge(invariant: str, client: Any, server: Any, ns: str, user: str, a
     from model.client import Status
     from service.testing import stack as it
 
+    if invariant == DETECTION_BOUND:
+        # The run went on past the bound (1.0 s + 0.5 s) for 3 s: a detected death has
+        # resubscribed by now; the exact bound is the fault tests' own timeout.
+        reconnects = await asyncio.to_thread(server.metric, "sselab_subscriber_reconnects_total")
+        return StackRun(invariant, reconnects > 0,
+                        f"subscriber reconnects after the silent death: {reconnects:g}", labels)
+    assert client is not None
     if invariant == NO_SILENT_STALE:
         with psycopg.connect(it.DATABASE_URL) as conn:
             committed = {int(r[0]) for r in conn.execute(
@@ -398,12 +415,6 @@ async def _judge(invariant: str, client: Any, server: Any, ns: str, user: str, a
         return StackRun(invariant, not disorder,
                         disorder[0] if disorder else "ids strictly increased on every stream",
                         labels)
-    if invariant == DETECTION_BOUND:
-        # The run went on past the bound (1.0 s + 0.5 s) for 3 s: a detected death has
-        # resubscribed by now; the exact bound is the fault tests' own timeout.
-        reconnects = await asyncio.to_thread(server.metric, "sselab_subscriber_reconnects_total")
-        return StackRun(invariant, reconnects > 0,
-                        f"subscriber reconnects after the silent death: {reconnects:g}", labels)
     raise NotImplementedError(f"judging {invariant} on the real stack is not mapped")
 
 
