@@ -62,14 +62,21 @@ def _serve(conn: multiprocessing.connection.Connection, index: int, count: int,
            config: WorldConfig, options: dict[str, Any]) -> None:
     part = Partition(index, count, config, options)
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except EOFError:  # the coordinator is gone: so is the search
+            return
         if msg is None:
             return
         method, args = msg
         try:
-            conn.send((True, getattr(part, method)(*args)))
+            reply = (True, getattr(part, method)(*args))
         except Exception:  # report it to the coordinator, which raises it
-            conn.send((False, traceback.format_exc()))
+            reply = (False, traceback.format_exc())
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
 
 
 class WorkerError(RuntimeError):
