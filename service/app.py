@@ -263,7 +263,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               max_data_bytes=settings.max_event_bytes)
     rt = Runtime(settings=settings, metrics=metrics, store=store, bus=bus,
                  revocations=Revocations(bus.publisher, settings.namespace,
-                                         max_ttl=settings.max_token_ttl_s),
+                                         max_ttl=settings.max_token_ttl_s,
+                                         cache_s=settings.revocation_cache_s),
                  admission=Admission(per_token=settings.max_streams_per_token,
                                      per_address=settings.max_streams_per_address,
                                      total=settings.max_streams),

@@ -128,6 +128,7 @@ class Settings:
     ticket_ttl_s: float = 60.0
     query_tokens: bool = False
     reauth_interval_s: float = 30.0
+    revocation_cache_s: float = 1.0
     stream_buffer_frames: int = 2000
     stream_buffer_bytes: int = 4 * 1024 * 1024
     send_timeout_s: float = 10.0
@@ -224,6 +225,7 @@ class Settings:
             ticket_ttl_s=num("SSELAB_TICKET_TTL_S", 60.0, 1.0),
             query_tokens=_flag(env, "SSELAB_QUERY_TOKENS", False),
             reauth_interval_s=num("SSELAB_REAUTH_INTERVAL_S", 30.0, 0.1),
+            revocation_cache_s=num("SSELAB_REVOCATION_CACHE_S", 1.0, 0.0),
             stream_buffer_frames=whole("SSELAB_STREAM_BUFFER_FRAMES", 2000),
             stream_buffer_bytes=whole("SSELAB_STREAM_BUFFER_BYTES", 4 * 1024 * 1024),
             send_timeout_s=num("SSELAB_SEND_TIMEOUT_S", 10.0, 0.1),

@@ -211,3 +211,50 @@ def test_access_log_redaction() -> None:
     assert RedactTokens().filter(record)
     assert "abc.def" not in record.getMessage() and "ticket=REDACTED&last_event_id=1-2" in \
         record.getMessage()
+
+
+def test_deny_list_answers_are_cached_for_a_bounded_time_and_revocations_here_clear_them() -> None:
+    """``is_revoked`` reads Redis at most once per token per ``cache_s``; a sweep reads fresh."""
+    import asyncio
+
+    from service.auth import Principal
+    from service.revocation import Revocations
+
+    class FakeRedis:
+        def __init__(self) -> None:
+            self.values: dict[str, str] = {}
+            self.reads = 0
+
+        async def mget(self, keys: list[str]) -> list[str | None]:
+            self.reads += 1
+            return [self.values.get(k) for k in keys]
+
+        async def set(self, key: str, value: str, ex: int) -> None:
+            self.values[key] = value
+
+    async def main() -> None:
+        now = [100.0]
+        redis = FakeRedis()
+        deny = Revocations(redis, "ns", max_ttl=3600, cache_s=1.0,  # type: ignore[arg-type]
+                           clock=lambda: now[0])
+        alice = Principal(user="alice", role="user", expires_at=0.0, token_id="t1",
+                          issued_at=50.0)
+        assert [await deny.is_revoked(alice) for _ in range(5)] == [False] * 5
+        assert redis.reads == 1  # one read serves the burst
+        redis.values["ns:revoked:jti:t1"] = "1"  # revoked by another replica
+        now[0] += 0.9
+        assert not await deny.is_revoked(alice)  # stale, within the bound
+        now[0] += 0.1
+        assert await deny.is_revoked(alice)  # never staler than cache_s
+        bob = Principal(user="bob", role="user", expires_at=0.0, token_id="t2", issued_at=50.0)
+        assert not await deny.is_revoked(bob)
+        await deny.revoke_user("bob")  # revoked through this process: at once
+        assert await deny.is_revoked(bob)
+        carol = Principal(user="carol", role="user", expires_at=0.0, token_id="t3",
+                          issued_at=50.0)
+        assert not await deny.is_revoked(carol)
+        redis.values["ns:revoked:jti:t3"] = "1"
+        assert await deny.revoked([carol]) == [True]  # the sweep reads Redis and refreshes
+        assert await deny.is_revoked(carol)
+
+    asyncio.run(main())
