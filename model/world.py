@@ -671,12 +671,18 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
 )
 
 _PROGRESS_ENABLERS = tuple(e for k, e in ENABLERS if not k.fault)
+_ALL_ENABLERS = tuple(e for _, e in ENABLERS)
 
 
 def enabled(cfg: WorldConfig, s: State) -> list[Transition]:
     """Every transition enabled in ``s``."""
     out: list[Transition] = []
-    enablers = (e for _, e in ENABLERS) if s.faults < cfg.faults else _PROGRESS_ENABLERS
+    if s.faults >= cfg.faults:
+        enablers: tuple[Enabler, ...] = _PROGRESS_ENABLERS
+    elif cfg.without_faults:
+        enablers = tuple(e for k, e in ENABLERS if k.value not in cfg.without_faults)
+    else:
+        enablers = _ALL_ENABLERS
     for enabler in enablers:
         out.extend(enabler(cfg, s))
     return out

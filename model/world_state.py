@@ -265,6 +265,8 @@ class WorldConfig:
     backoff_cap: int = 4
     probe_interval: int = 0  #: ticks between head probes; 0: the sentinel interval
     start_cursor: int | None = None  #: the clients' first cursor (None: a fresh browser)
+    #: fault kinds (``model.faults`` names) that cannot happen in this world
+    without_faults: tuple[str, ...] = ()
     fixes: Fixes = Fixes()
 
     def __post_init__(self) -> None:
@@ -278,6 +280,10 @@ class WorldConfig:
                 raise ValueError(f"WorldConfig.{name} must be at least 0, got {getattr(self, name)}")
         if self.events > 60:
             raise ValueError("WorldConfig.events is at most 60 (events are bits of an int)")
+        unknown = [f for f in self.without_faults if f not in {k.value for k in Kind if k.fault}]
+        if unknown:
+            raise ValueError(f"WorldConfig.without_faults: {unknown} are not world faults; "
+                             "accepted: " + ", ".join(k.value for k in Kind if k.fault))
         if self.start_cursor is not None and self.start_cursor != 0:
             raise ValueError("WorldConfig.start_cursor is None (no cursor) or 0 (the empty topic)")
 

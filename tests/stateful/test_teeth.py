@@ -118,6 +118,8 @@ def test_every_fix_on_finds_nothing() -> None:
     """The same settings on every world the cases draw from, every fix on: no violation."""
     for _, sizes, _ in TEETH:  # each case's world lies inside EVERY_CASE
         for name, value in (SMALL | sizes).items():
+            if name == "without_faults":  # a world with fewer faults lies inside this one
+                continue
             lo, hi = (value, value) if isinstance(value, int) else value
             pinned = EVERY_CASE.get(name)
             assert pinned is not None, name

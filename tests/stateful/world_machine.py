@@ -98,6 +98,7 @@ SLOWABLE_KINDS: tuple[str, ...] = tuple(k for k in PROGRESS if k != Kind.TICK.va
 
 @st.composite
 def world_configs(draw: st.DrawFn, /, *, fixes: Fixes | None = None, start_cursor: int | None = None,
+                  without_faults: tuple[str, ...] = (),
                   **fixed: int | tuple[int, int]) -> WorldConfig:
     """Small worlds: 1-2 clients, replicas and publishers, up to 4 events and 3 faults.
 
@@ -125,7 +126,7 @@ def world_configs(draw: st.DrawFn, /, *, fixes: Fixes | None = None, start_curso
             sizes[name] = draw(st.integers(*pinned), label=name)
     base = Fixes.all() if fixes is None else fixes
     off = [name for name in INVISIBLE_FIXES if not draw(st.booleans(), label=f"{name} on")]
-    return WorldConfig(**sizes, start_cursor=start_cursor,
+    return WorldConfig(**sizes, start_cursor=start_cursor, without_faults=without_faults,
                        fixes=base.without(*off) if off else base)
 
 
@@ -376,7 +377,7 @@ RULED_KINDS: tuple[str, ...] = (*PROGRESS, *WORLD_FAULT_KINDS)
 
 
 def machine_for(fixes: Fixes, *, healing: bool = True, judged: frozenset[str] = frozenset(SAFETY),
-                sizes: Mapping[str, int | tuple[int, int]] | None = None,
+                sizes: Mapping[str, Any] | None = None,
                 start_cursor: int | None = None) -> type[WorldMachine]:
     """A WorldMachine subclass whose configs have ``fixes`` (plus invisible ones) and pinned sizes."""
     off = "_".join(n.replace("-", "_") for n in fixes.off()) or "all_fixes"
