@@ -68,8 +68,17 @@ class ClientEvent(NamedTuple):
     data: Any
 
 
+#: The most pages one snapshot load reads (``GET /snapshot`` pages by ``before``).
+MAX_SNAPSHOT_PAGES = 10_000
+
+
 class SnapshotData(NamedTuple):
-    """What ``GET /snapshot`` returned: the head cursor and recent events."""
+    """What ``GET /snapshot`` returned over all its pages: the head cursor and every kept event.
+
+    The machines treat a snapshot as the complete state (``model.world``: the snapshot
+    applies every committed event); the service pages it in bounded pieces, so the
+    client reads every page (oldest last) before it reports ``RehydrateDone``.
+    """
 
     head: EventId
     events: tuple[ClientEvent, ...]
@@ -324,21 +333,37 @@ class EventStreamClient:
             finally:
                 self._current = None
 
+    async def _load_snapshot(self, head_first: bool) -> tuple[EventId, tuple[ClientEvent, ...]]:
+        """Every page of ``GET /snapshot``: the head of the first page and all events, in order."""
+        params = {"head_first": str(head_first).lower()}
+        head: EventId | None = None
+        pages: list[list[ClientEvent]] = []
+        for _ in range(MAX_SNAPSHOT_PAGES):
+            response = await self._http.get(
+                f"{self.url}/snapshot", params=params,
+                headers={"Authorization": f"Bearer {self._token_now()}"},
+                timeout=self._open_timeout)
+            response.raise_for_status()
+            body = response.json()
+            if head is None:
+                head = EventId.parse(body["head"])
+            pages.append([ClientEvent(EventId.parse(e["id"]), e["type"], e["data"])
+                          for e in body["events"]])
+            if not body.get("more") or not body.get("next_before"):
+                break
+            params = {"head_first": str(head_first).lower(), "before": str(body["next_before"])}
+        else:
+            raise RuntimeError(f"snapshot has more than {MAX_SNAPSHOT_PAGES} pages")
+        assert head is not None
+        return head, tuple(e for page in reversed(pages) for e in page)
+
     async def _run_rehydrate(self, head_first: bool) -> None:
         try:
             if self._rehydrate is not None:
                 head = await self._rehydrate(head_first)
             else:
-                response = await self._http.get(
-                    f"{self.url}/snapshot", params={"head_first": str(head_first).lower()},
-                    headers={"Authorization": f"Bearer {self._token_now()}"},
-                    timeout=self._open_timeout)
-                response.raise_for_status()
-                body = response.json()
-                head = EventId.parse(body["head"])
-                snap = SnapshotData(head, tuple(
-                    ClientEvent(EventId.parse(e["id"]), e["type"], e["data"])
-                    for e in body["events"]))
+                head, events = await self._load_snapshot(head_first)
+                snap = SnapshotData(head, events)
                 if self._on_rehydrate is not None:
                     self._on_rehydrate(snap)
         except asyncio.CancelledError:
