@@ -46,8 +46,9 @@ Rules.
   live from the head and announces it (``AnnounceHead``: an id-only message, which a
   browser's ``EventSource`` adopts as its ``lastEventId``), so the client's next
   reconnect resumes from there instead of from a later head.
-* **Head probe** (``head-probe``). Every heartbeat interval the shell reads the
-  topic head (batched per topic) and feeds ``HeadProbed``; a head past the cursor
+* **Head probe** (``head-probe``). Every probe interval the shell reads the
+  topic head (batched per topic; ``SSELAB_PROBE_S`` in the service) and feeds
+  ``HeadProbed``; a head past the cursor
   means a publish was lost after its commit, and the session catches up. Bound: a
   lost publish reaches every open stream within one probe interval plus one replay.
 * Heartbeats go out every ``heartbeat_interval`` while the stream is open,
