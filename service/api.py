@@ -284,10 +284,8 @@ async def _open_stream(rt: "Runtime", principal: Principal, cursor: EventId | No
     settings, metrics, bus, store = rt.settings, rt.metrics, rt.bus, rt.store
     topic = principal.user
     timers = LoopTimers()
-    reauthorize = None
-    if settings.fixes.reauthorize:
-        async def reauthorize() -> bool:
-            return not await rt.revocations.is_revoked(principal)
+    async def reauthorize() -> bool:
+        return not await rt.revocations.is_revoked(principal)
     outbox = Outbox(max_frames=settings.stream_buffer_frames,
                     max_bytes=settings.stream_buffer_bytes)
     sess = StreamSession(topic=topic, cfg=rt.session_cfg, timers=timers, replay=store.replay,
@@ -315,10 +313,10 @@ async def _open_stream(rt: "Runtime", principal: Principal, cursor: EventId | No
     # A jittered reconnect delay, so a fleet of browsers does not come back in lockstep.
     outbox.put(retry_frame(round(settings.retry_ms * (0.5 + random.random()))))
     sess.open(cursor, info.topic)
-    if settings.fixes.reauthorize:
-        # The stream ends when its token expires, read or not: the reconnect re-checks it.
-        expiry = timers.now() + max(0.0, principal.expires_at - time.time())
-        timers.start("token-expiry", expiry, lambda: sess.end("expired"))
+    # At token expiry the machine is told (read or not); with reauthorize on it ends the
+    # stream, and the reconnect re-checks the token.
+    expiry = timers.now() + max(0.0, principal.expires_at - time.time())
+    timers.start("token-expiry", expiry, lambda: sess.revoked("expired"))
     shutdown = anyio.Event()
 
     async def on_shutdown() -> None:

@@ -10,12 +10,11 @@ Deliberate divergences (STYLE 11):
 * sse-starlette's own ping is switched off (``ping=0``): heartbeats are the
   session machine's ``SendHeartbeat``, sent as ``event: heartbeat`` frames so a
   client can see them (comment pings are invisible to EventSource and httpx-sse).
-* The ``reauthorize`` fix is read by this shell, not by a machine (the session
-  machine has no input for a revoked token yet): with it on, the token deny list
-  is checked on every request, before every replay and every
-  ``SSELAB_REAUTH_INTERVAL_S`` on open streams, and a stream ends when its token
-  expires, so a long-lived stream is re-authorised by its reconnect. Off (the
-  seed's code), only the signature and expiry are checked, at connect. Every
+* Re-authorisation: the token deny list is checked on every request (with
+  ``reauthorize`` on; off, the seed's code, only signature and expiry are checked
+  at connect), and before every replay, every ``SSELAB_REAUTH_INTERVAL_S`` on open
+  streams and at token expiry the shell feeds ``model.session``'s ``Revoked``: the
+  machine ends the stream with the fix on and keeps it with the fix off. Every
   request checks its token, and a stream's topic is its token's user, always.
 * Tokens never reach a log line: uvicorn's access log (on with ``uvicorn
   --factory``) has ``ticket=`` and ``access_token=`` values redacted by a filter
@@ -141,7 +140,7 @@ class Runtime:
         self.metrics.database_up.set(1.0 if self.database_state == "up" else 0.0)
 
     async def reauthorize_open_streams(self) -> int:
-        """End every open stream whose token has been revoked; return how many."""
+        """Tell every open stream whose token was revoked; return how many the machines ended."""
         items = list(self.sessions.items())
         ended = 0
         for i in range(0, len(items), 1000):
@@ -149,8 +148,8 @@ class Runtime:
             revoked = await self.revocations.revoked([p for _, p in batch])
             for (sess, _), bad in zip(batch, revoked, strict=True):
                 if bad:
-                    sess.end("revoked")
-                    ended += 1
+                    sess.revoked("revoked")  # the machine decides (reauthorize)
+                    ended += sess.closed
         return ended
 
 
@@ -297,10 +296,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            "database check")),
                 asyncio.create_task(_every(max(1.0, min(60.0, settings.retention_s / 2 or 60.0)),
                                            maintenance, "maintenance"))]
-        if settings.fixes.reauthorize:
-            jobs.append(asyncio.create_task(_every(settings.reauth_interval_s,
-                                                   rt.reauthorize_open_streams,
-                                                   "re-authorising open streams")))
+        jobs.append(asyncio.create_task(_every(settings.reauth_interval_s,
+                                               rt.reauthorize_open_streams,
+                                               "re-authorising open streams")))
         if settings.fixes.head_probe:
             jobs.append(asyncio.create_task(_every(settings.probe_s, rt.probe_heads,
                                                    "head probe")))

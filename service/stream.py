@@ -22,9 +22,9 @@ resumes from the last id it received, so nothing is lost. The same clean end is
 used at token expiry, on revocation, on shutdown and for the machine's
 ``EndStream``; a client that does not read at all is cut off by the send timeout.
 
-Divergence (STYLE 6): ending the stream on revocation is decided here, not in
-``model.session``: the machine has no input for "the token was revoked" yet (the
-``reauthorize`` fix is read by this shell; see the report to the lead).
+Revocation is the machine's call too: before every replay, at token expiry and at
+each periodic re-check the shell feeds ``Revoked`` when the token is no longer
+valid, and ``model.session`` ends the stream (``reauthorize`` on) or keeps it.
 """
 
 from __future__ import annotations
@@ -212,6 +212,10 @@ class StreamSession:
         """The head read a resync needs failed: the machine decides (it ends the stream)."""
         self._feed(session.ResyncFailed(now=self.timers.now(), reason=reason[:200]))
 
+    def revoked(self, reason: str) -> None:
+        """The token is revoked or expired: tell the machine (it decides whether to end)."""
+        self._feed(session.Revoked(now=self.timers.now(), reason=reason))
+
     def end(self, reason: str) -> None:
         """End the stream cleanly now (expiry, revocation, slow consumer, shutdown, machine)."""
         if self.outbox.ended is None:
@@ -305,14 +309,15 @@ class StreamSession:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("token re-check before a replay failed; ending the stream",
+                log.warning("token re-check before a replay failed",
                             extra={"topic": self.topic, "error": exc.__class__.__name__})
-                self.end("reauthorize-unavailable")
-                return
+                allowed, reason = False, "reauthorize-unavailable"
+            else:
+                reason = "revoked"
             if not allowed:
-                log.info("token revoked; ending the stream", extra={"topic": self.topic})
-                self.end("revoked")
-                return
+                self.revoked(reason)
+                if self.closed:
+                    return
         try:
             result = await self._replay(self.topic, action.after, action.upto, action.limit)
         except asyncio.CancelledError:

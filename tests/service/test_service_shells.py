@@ -141,6 +141,22 @@ def test_stream_resync_catches_up_from_the_cursor() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("on", [True, False])
+def test_a_revoked_token_ends_the_stream_only_as_the_machine_says(on: bool) -> None:
+    """The shell feeds Revoked; with reauthorize on the session ends, off it keeps streaming."""
+    async def main() -> None:
+        async def replay(topic: str, after: int, upto: int | None, limit: int | None
+                         ) -> ReplayResult:
+            return ReplayResult((), 0)
+
+        fixes = ALL_FIXES if on else ALL_FIXES.without("reauthorize")
+        sess, _ = make_session(replay, fixes=fixes)
+        sess.open(None, TopicHead(epoch=1, head=10))
+        sess.revoked("revoked")
+        assert sess.closed is on
+    run(main)
+
+
 # ---------------------------------------------------------------- the bus shell
 
 
