@@ -288,7 +288,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        fixes=list(settings.fixes.on()), replay_limit=settings.replay_limit,
                        heartbeat_s=settings.heartbeat_s,
                        sentinel_interval_s=settings.sentinel_interval_s,
-                       sentinel_timeout_s=settings.sentinel_timeout_s)
+                       sentinel_timeout_s=settings.sentinel_timeout_s,
+                       probe_s=settings.probe_s)
         await store.open()
         await bus.start()
         await rt.check_database()
