@@ -1,7 +1,8 @@
 """Fleet simulation in SimPy: timed worlds of clients, replicas, Redis and Postgres.
 
 The machines in ``model/`` decide; this package times them. :mod:`sims.des.fleet`
-is the SimPy model, :mod:`sims.des.scenarios` the presets and scenario files,
+wires the SimPy model from parts that each hold one job (its essay lists them),
+:mod:`sims.des.scenarios` holds the presets and scenario files,
 :mod:`sims.des.metrics` the pandas DataFrames, :mod:`sims.des.run` one run and
 :mod:`sims.des.sweep` a grid of runs on Dask.
 """

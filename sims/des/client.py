@@ -9,11 +9,12 @@ woken by an interrupt when a deadline moves earlier; frames from the network are
 fed to the machine by the delivery event's callback; a laptop lid is an
 interrupt carrying the sleep.
 
-:class:`Clients` is the shell every tab shares: it carries out the machine's
-actions through a ``{action class: handler}`` table (:func:`model.core.dispatch`;
-an action without a handler is an :class:`~model.core.UnhandledActionError`),
-and holds the narrow collaborators a tab talks to -- the network, the observer
-and the facts gatherer -- so no tab reaches back into the fleet.
+:data:`ACTIONS` carries out the machine's actions: a ``{action class:
+handler(client, action)}`` table run by :func:`model.core.dispatch` (an action
+without a handler is an :class:`~model.core.UnhandledActionError`).
+:class:`Clients` holds what every tab shares: the narrow collaborators a tab
+talks to -- the network, the observer and the facts gatherer's ``judge`` -- so no
+tab reaches back into the fleet.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from sims.des.database import Database
     from sims.des.wire import Network
 
-__all__ = ["Client", "Clients"]
+__all__ = ["ACTIONS", "Client", "Clients"]
 
 INF = math.inf
 
@@ -50,7 +51,7 @@ _EventReceived = cm.EventReceived
 
 
 class Clients:
-    """The shell every tab shares: the client machine's actions, and a tab's collaborators."""
+    """What every tab shares: its collaborators (network, observer, judge) and its config."""
 
     def __init__(self, ctx: Context, db: Database, observer: Observer) -> None:
         self.ctx = ctx
@@ -63,73 +64,81 @@ class Clients:
         self.watching = observer.watching
         self.net: Network  #: set when the fleet is wired
         self.judge: Callable[[Client], None]  #: set when the fleet is wired
-        self.current: Client | None = None  #: the client whose actions are being carried out
-        self.handlers: dict[type[Any], Callable[[Any], object]] = {
-            StartTimer: self._start_timer,
-            CancelTimer: self._cancel_timer,
-            cm.Deliver: self._deliver,
-            cm.StatusChanged: self._status_changed,
-            cm.OpenStream: self._open,
-            cm.CloseStream: self._close,
-            cm.StartRehydrate: self._rehydrate,
-            Log: ctx.log,
-        }
 
-    def _client(self) -> Client:
-        c = self.current
-        assert c is not None, "a client action outside Client.feed"
-        return c
 
-    def _start_timer(self, a: StartTimer) -> None:
-        c = self._client()
-        if a.timer == cm.HEARTBEAT:
-            c.hb_at = a.at
-        else:
-            c.bo_at = a.at
+# ---------------------------------------------------------------- the client machine's actions
+# Each handler takes the client whose machine produced the action, then the action.
 
-    def _cancel_timer(self, a: CancelTimer) -> None:
-        c = self._client()
-        if a.timer == cm.HEARTBEAT:
-            c.hb_at = None
-        else:
-            c.bo_at = None
 
-    def _deliver(self, a: cm.Deliver) -> None:
-        self._client().apply(a.event_id.seq)
+def _start_timer(c: Client, a: StartTimer) -> None:
+    if a.timer == cm.HEARTBEAT:
+        c.hb_at = a.at
+    else:
+        c.bo_at = a.at
 
-    def _status_changed(self, a: cm.StatusChanged) -> None:
-        """Record it; a user presses Retry some time after 'failed'."""
-        c = self._client()
-        self.observer.status_changed(c.idx, self.env.now, a.status, a.attempts)
-        if a.status is _C_FAILED:
-            c.retry_gen += 1
-            gen = c.retry_gen
-            ev = self.env.timeout(self.rng.expovariate(1.0 / self.ctx.settings.user_retry))
-            ev.callbacks.append(lambda _e: c.user_retry(gen))
 
-    def _open(self, a: cm.OpenStream) -> None:
-        c = self._client()
-        conn = Conn(c, a.last_event_id)
-        c.conn = conn
-        c.connects += 1
-        self.net.connect(conn)
+def _cancel_timer(c: Client, a: CancelTimer) -> None:
+    if a.timer == cm.HEARTBEAT:
+        c.hb_at = None
+    else:
+        c.bo_at = None
 
-    def _close(self, a: cm.CloseStream) -> None:
-        c = self._client()
-        conn = c.conn
-        c.conn = None
-        if conn is not None:
-            if conn.detect is not None:
-                conn.detect[5] = self.env.now
-                conn.detect = None
-            if not conn.dead:
-                self.net.sever(conn, "client closed", tell_client=False)
 
-    def _rehydrate(self, a: cm.StartRehydrate) -> None:
-        c = self._client()
-        c.rehydrate_token += 1
-        self.observer.rehydration_started(c.idx, self.env.now)
-        self.net.snapshot(c, c.rehydrate_token, a.head_first)
+def _deliver(c: Client, a: cm.Deliver) -> None:
+    c.apply(a.event_id.seq)
+
+
+def _status_changed(c: Client, a: cm.StatusChanged) -> None:
+    """Record it; a user presses Retry some time after 'failed'."""
+    shell = c.shell
+    shell.observer.status_changed(c.idx, shell.env.now, a.status, a.attempts)
+    if a.status is _C_FAILED:
+        c.retry_gen += 1
+        gen = c.retry_gen
+        ev = shell.env.timeout(shell.rng.expovariate(1.0 / shell.ctx.settings.user_retry))
+        ev.callbacks.append(lambda _e: c.user_retry(gen))
+
+
+def _open(c: Client, a: cm.OpenStream) -> None:
+    conn = Conn(c, a.last_event_id)
+    c.conn = conn
+    c.connects += 1
+    c.shell.net.connect(conn)
+
+
+def _close(c: Client, a: cm.CloseStream) -> None:
+    conn = c.conn
+    c.conn = None
+    if conn is not None:
+        if conn.detect is not None:
+            conn.detect[5] = c.shell.env.now
+            conn.detect = None
+        if not conn.dead:
+            c.shell.net.sever(conn, "client closed", tell_client=False)
+
+
+def _rehydrate(c: Client, a: cm.StartRehydrate) -> None:
+    shell = c.shell
+    c.rehydrate_token += 1
+    shell.observer.rehydration_started(c.idx, shell.env.now)
+    shell.net.snapshot(c, c.rehydrate_token, a.head_first)
+
+
+def _log(c: Client, a: Log) -> None:
+    c.shell.ctx.log(a)
+
+
+#: The client machine's actions, carried out: {action class: handler(client, action)}.
+ACTIONS: dict[type[Any], Callable[..., object]] = {
+    StartTimer: _start_timer,
+    CancelTimer: _cancel_timer,
+    cm.Deliver: _deliver,
+    cm.StatusChanged: _status_changed,
+    cm.OpenStream: _open,
+    cm.CloseStream: _close,
+    cm.StartRehydrate: _rehydrate,
+    Log: _log,
+}
 
 
 class Client:
@@ -305,10 +314,8 @@ class Client:
         old = self.state
         st, actions = _client_step(shell.cfg, old, inp)
         self.state = st
-        outer = shell.current
-        shell.current = self
-        dispatch(shell.handlers, actions, shell="the fleet's client shell")
-        shell.current = outer
+        if actions:
+            dispatch(ACTIONS, actions, self, shell="the fleet's client shell")
         self.witness = observe(self.witness, inp, old, st, actions)
         attempts = st.attempts
         if attempts > self.max_attempts:

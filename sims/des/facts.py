@@ -23,7 +23,7 @@ from model.invariants import StaleFacts
 from model.session import owed_catch_up
 from sims.des.context import Context
 from sims.des.database import Database
-from sims.des.observer import Observer
+from sims.des.observer import FINE, NOTHING_MISSING_ALWAYS_OK, Observer
 
 if TYPE_CHECKING:
     from sims.des.client import Client
@@ -41,10 +41,11 @@ class Facts:
     """Gathers a client's StaleFacts and feeds them to the observer."""
 
     def __init__(self, ctx: Context, db: Database, observer: Observer) -> None:
-        self.env = ctx.env
         self.scfg = ctx.scfg
         self.head = db.head
         self.observe = observer.judge
+        self.verdict = observer.verdict
+        self.watching = observer.watching
 
     def judge(self, c: Client) -> None:
         """Gather the client's facts and hand them to the observer."""
@@ -53,7 +54,12 @@ class Facts:
         head = self.head[c.topic]
         missing = head - c.applied - len(c.beyond)
         facts: StaleFacts | None = None
-        if missing > 0:
+        if missing <= 0:
+            idx = c.idx
+            if (NOTHING_MISSING_ALWAYS_OK and self.verdict[idx] == FINE
+                    and self.watching[idx] is None):
+                return  # nothing missing, FINE already, nothing followed: nothing can change
+        else:
             conn = c.conn
             session = conn.session if conn is not None else None
             facts = StaleFacts(
@@ -64,7 +70,7 @@ class Facts:
                 stream_detector=conn is not None and (conn.stalled or conn.dead) and st.monitor,
                 subscriber_detector=session is not None and session.replica.detector(),
             )
-        self.observe(c.idx, self.env.now, live, facts, c.applied, head)
+        self.observe(c.idx, live, facts, c.applied, head)
 
     def _in_flight(self, c: Client, conn: Conn | None, session: Session | None, head: int) -> int:
         """How many of the events the client misses are on their way to it."""

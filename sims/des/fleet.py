@@ -110,7 +110,8 @@ class Fleet:
         ctx = self.ctx = Context(s, self.rec)
         self.env = ctx.env
         self.rng = ctx.rng
-        observer = self.observer = Observer(self.rec, tuple(scenario.faults), s.clients)
+        observer = self.observer = Observer(lambda: ctx.env.now, self.rec, tuple(scenario.faults),
+                                            s.clients)
         db = self.db = Database(ctx, observer)
         judge = Facts(ctx, db, observer).judge
         redis = self.redis = Redis(ctx, db, observer)

@@ -27,6 +27,7 @@ shell's state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from model import client as cm
@@ -72,7 +73,9 @@ class Watch:
 class Observer:
     """Judges clients from the facts it is fed, follows incidents, and keeps the records."""
 
-    def __init__(self, rec: Recorder, faults: tuple[Fault, ...], clients: int) -> None:
+    def __init__(self, clock: Callable[[], float], rec: Recorder, faults: tuple[Fault, ...],
+                 clients: int) -> None:
+        self.clock = clock  #: the simulated time, read only when a record needs it
         self.rec = rec
         #: (Fault, its str) per incident index
         self.faults: list[tuple[Fault, str]] = [(f, str(f)) for f in faults]
@@ -86,8 +89,7 @@ class Observer:
 
     # ------------------------------------------------------------ staleness
 
-    def judge(self, idx: int, now: float, live: bool, facts: StaleFacts | None,
-              applied: int, head: int) -> None:
+    def judge(self, idx: int, live: bool, facts: StaleFacts | None, applied: int, head: int) -> None:
         """Judge client ``idx`` from its facts (None: it misses nothing) and follow its watches."""
         if facts is None:
             verdict = FINE if _NOTHING_MISSING_OK[live] else SILENT
@@ -97,12 +99,13 @@ class Observer:
             verdict = FINE if covered(bare) else COVERED if covered(facts) else SILENT
         old = self.verdict[idx]
         if verdict != old:
+            now = self.clock()
             if old:
                 self.rec.stale.append((idx, self.since[idx], now, old == SILENT))
             self.verdict[idx] = verdict
             self.since[idx] = now
         if self.watching[idx] is not None:
-            self._follow(idx, now, live and verdict == FINE, applied, head)
+            self._follow(idx, self.clock(), live and verdict == FINE, applied, head)
 
     def _follow(self, idx: int, now: float, good: bool, applied: int, head: int) -> None:
         keep: list[Watch] = []

@@ -8,10 +8,11 @@ interrupt carrying the downtime. The link is a process too; drops, silent
 deaths and the subscriber's ``Resubscribe`` orders reach it as requests.
 
 :class:`Sessions` is the shell every session shares: it carries out the session
-machine's actions through a ``{action class: handler}`` table
-(:func:`model.core.dispatch`), turning them into frames on the wire, replay
-queries and heartbeat timers. A replica carries out its subscriber's actions
-through a table of its own.
+machine's actions through the ``{action class: handler}`` table
+:data:`SESSION_ACTIONS` (run by :func:`model.core.dispatch`; an action without a
+handler raises), turning them into frames on the wire, replay queries and
+heartbeat timers. A replica carries out its subscriber's actions through
+:data:`SUBSCRIBER_ACTIONS`.
 
 Deliberate divergences, for speed, each exact for the machines' inputs:
 
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from sims.des.pubsub import Redis
     from sims.des.wire import Network
 
-__all__ = ["Link", "Replica", "Session", "Sessions"]
+__all__ = ["SESSION_ACTIONS", "SUBSCRIBER_ACTIONS", "Link", "Replica", "Session", "Sessions"]
 
 _P_NEW = sm.Phase.NEW
 _P_CLOSED = sm.Phase.CLOSED
@@ -101,87 +102,27 @@ class Sessions:
         self.db = db
         self.verdict = observer.verdict
         self.judge: Callable[[Client], None]  #: set when the fleet is wired
-        # the session being stepped, the frames its actions wrote, and whether it just opened
-        self.current: Session | None = None
-        self.frames: list[tuple[Any, ...]] = []
-        self.opened = False
-        self.handlers: dict[type[Any], Callable[[Any], object]] = {
-            sm.Send: self._send,
-            StartTimer: self._start_timer,
-            sm.QueryReplay: self._query_replay,
-            sm.SendTruncated: self._send_truncated,
-            sm.SendFailed: self._send_failed,
-            sm.SendHeartbeat: self._send_heartbeat,
-            sm.EndStream: self._end_stream,
-            CancelTimer: self._cancel_timer,
-            Log: ctx.log,
-        }
 
     def feed(self, session: Session, inp: sm.SessionInput, *, opened: bool = False) -> None:
         """Apply one input to a session and carry out its actions."""
-        ctx = self.ctx
-        ctx.session_steps += 1
+        self.ctx.session_steps += 1
         st, actions = _session_step(self.cfg, session.state, inp)
         session.state = st
         conn = session.conn
-        outer = self.current, self.frames, self.opened
         frames: list[tuple[Any, ...]] = [(OPENED,)] if opened else []
-        self.current, self.frames, self.opened = session, frames, opened
-        dispatch(self.handlers, actions, shell="the fleet's session shell")
-        self.current, self.frames, self.opened = outer
+        if actions:
+            dispatch(SESSION_ACTIONS, actions, self, session, frames,
+                     shell="the fleet's session shell")
         if frames and not conn.dead:
             self.net.send(conn, frames)
         c = session.client
         if self.verdict[c.idx] != FINE:
             self.judge(c)
 
-    def _session(self) -> Session:
-        session = self.current
-        assert session is not None, "a session action outside Sessions.feed"
-        return session
-
-    def _send(self, a: sm.Send) -> None:
-        conn = self._session().conn
-        if not conn.dead:
-            seq = a.event_id.seq
-            self.frames.append((EVENT, seq))
-            conn.wire.append(seq)
-
-    def _send_truncated(self, a: sm.SendTruncated) -> None:
-        conn = self._session().conn
-        if not conn.dead:
-            self.frames.append((TRUNCATED, a.head.seq, a.reason.value))
-            conn.signals += 1
-
-    def _send_failed(self, a: sm.SendFailed) -> None:
-        conn = self._session().conn
-        if not conn.dead:
-            self.frames.append((REPLAY_FAILED, a.reason))
-            conn.signals += 1
-
-    def _send_heartbeat(self, a: sm.SendHeartbeat) -> None:
-        self.frames.append((HEARTBEAT,))
-
-    def _end_stream(self, a: sm.EndStream) -> None:
-        """The replica ends the stream cleanly; the client sees it close and reconnects."""
-        self.net.sever(self._session().conn, f"stream ended by the replica ({a.reason})",
-                       tell_client=True)
-
-    def _start_timer(self, a: StartTimer) -> None:
-        session = self._session()
-        if self.opened:
-            session.anchor = a.at
-        self._arm(session, a.at)
-
-    def _cancel_timer(self, a: CancelTimer) -> None:
-        self._session().hb_gen += 1
-
-    def _query_replay(self, a: sm.QueryReplay) -> None:
-        self.db.replay(self._session(), a)
-
     # ------------------------------------------------------------ heartbeat timer
 
-    def _arm(self, session: Session, at: float) -> None:
+    def arm(self, session: Session, at: float) -> None:
+        """Arm the session's heartbeat timer at ``at`` (not while heartbeats are coalesced)."""
         session.hb_gen += 1
         if session.conn.virtual:
             return  # coalesced: the client is stable and its stream healthy
@@ -201,7 +142,82 @@ class Sessions:
         interval = self.ctx.settings.heartbeat_interval
         now = self.env.now
         k = math.floor((now - session.anchor) / interval) + 1
-        self._arm(session, session.anchor + max(k, 0) * interval)
+        self.arm(session, session.anchor + max(k, 0) * interval)
+
+
+# ---------------------------------------------------------------- the session machine's actions
+# Each handler takes the shell, the session, the frames its step writes to the wire
+# (they open with OPENED when the step answered the Open), then the action.
+
+
+def _send(shell: Sessions, session: Session, frames: list[tuple[Any, ...]], a: sm.Send) -> None:
+    conn = session.conn
+    if not conn.dead:
+        seq = a.event_id.seq
+        frames.append((EVENT, seq))
+        conn.wire.append(seq)
+
+
+def _send_truncated(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                    a: sm.SendTruncated) -> None:
+    conn = session.conn
+    if not conn.dead:
+        frames.append((TRUNCATED, a.head.seq, a.reason.value))
+        conn.signals += 1
+
+
+def _send_failed(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                 a: sm.SendFailed) -> None:
+    conn = session.conn
+    if not conn.dead:
+        frames.append((REPLAY_FAILED, a.reason))
+        conn.signals += 1
+
+
+def _send_heartbeat(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                    a: sm.SendHeartbeat) -> None:
+    frames.append((HEARTBEAT,))
+
+
+def _end_stream(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                a: sm.EndStream) -> None:
+    """The replica ends the stream cleanly; the client sees it close and reconnects."""
+    shell.net.sever(session.conn, f"stream ended by the replica ({a.reason})", tell_client=True)
+
+
+def _start_timer(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                 a: StartTimer) -> None:
+    if frames and frames[0][0] == OPENED:  # the Open's timer: the heartbeat grid's anchor
+        session.anchor = a.at
+    shell.arm(session, a.at)
+
+
+def _cancel_timer(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                  a: CancelTimer) -> None:
+    session.hb_gen += 1
+
+
+def _query_replay(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                  a: sm.QueryReplay) -> None:
+    shell.db.replay(session, a)
+
+
+def _log(shell: Sessions, session: Session, frames: list[tuple[Any, ...]], a: Log) -> None:
+    shell.ctx.log(a)
+
+
+#: The session machine's actions, carried out: {action class: handler(shell, session, frames, action)}.
+SESSION_ACTIONS: dict[type[Any], Callable[..., object]] = {
+    sm.Send: _send,
+    StartTimer: _start_timer,
+    sm.QueryReplay: _query_replay,
+    sm.SendTruncated: _send_truncated,
+    sm.SendFailed: _send_failed,
+    sm.SendHeartbeat: _send_heartbeat,
+    sm.EndStream: _end_stream,
+    CancelTimer: _cancel_timer,
+    Log: _log,
+}
 
 
 class Link:
@@ -276,7 +292,7 @@ class Link:
 class Replica:
     """An API replica: its sessions, its subscriber machine, its link and its pool."""
 
-    __slots__ = ("by_topic", "ctx", "db", "detect", "down_until", "gen", "handlers", "health_moved",
+    __slots__ = ("by_topic", "ctx", "db", "detect", "down_until", "gen", "health_moved",
                  "idle", "idx", "inflight", "interest", "judge", "link", "net", "next_sid", "pool", "proc",
                  "redis", "resyncing", "sessions", "shell", "sub", "sub_armed", "sub_gen", "up")
 
@@ -305,15 +321,6 @@ class Replica:
         self.resyncing = False
         self.health_moved = False
         self.detect: list[list[Any]] = []  #: detection rows waiting for a health change
-        self.handlers: dict[type[Any], Callable[[Any], object]] = {
-            StartTimer: self._start_timer,
-            CancelTimer: self._cancel_timer,
-            subm.PublishSentinel: self._publish_sentinel,
-            subm.Resubscribe: self._resubscribe,
-            subm.ResyncStreams: self._resync_streams,
-            subm.HealthChanged: self._health_changed,
-            Log: ctx.log,
-        }
         env = ctx.env
         self.pool = simpy.Resource(env, capacity=ctx.settings.pool_size)
         self.idle = env.event()
@@ -375,7 +382,7 @@ class Replica:
         ctx.subscriber_steps += 1
         self.sub, actions = _subscriber_step(ctx.subcfg, self.sub, inp)
         self.health_moved = False
-        dispatch(self.handlers, actions, shell=f"the fleet's replica {self.idx} subscriber shell")
+        dispatch(SUBSCRIBER_ACTIONS, actions, self, shell=f"the fleet's replica {self.idx} subscriber shell")
         if self.health_moved:  # judged once every action is under way (a resync covers what it brings)
             self.judge_streams()
 
@@ -397,6 +404,9 @@ class Replica:
             return
         self.sub_armed[timer] = False
         self.subscriber(subm.TimerFired(now=self.ctx.env.now, timer=timer))
+
+    def _log(self, a: Log) -> None:
+        self.ctx.log(a)
 
     def _publish_sentinel(self, a: subm.PublishSentinel) -> None:
         self.redis.sentinel(self, a.token)
@@ -507,3 +517,15 @@ class Replica:
             ctx = self.ctx
             ctx.session_steps += 1
             session.state, _ = _session_step(ctx.scfg, session.state, sm.Close(now=ctx.env.now))
+
+
+#: The subscriber machine's actions, carried out: {action class: handler(replica, action)}.
+SUBSCRIBER_ACTIONS: dict[type[Any], Callable[..., object]] = {
+    StartTimer: Replica._start_timer,
+    CancelTimer: Replica._cancel_timer,
+    subm.PublishSentinel: Replica._publish_sentinel,
+    subm.Resubscribe: Replica._resubscribe,
+    subm.ResyncStreams: Replica._resync_streams,
+    subm.HealthChanged: Replica._health_changed,
+    Log: Replica._log,
+}
