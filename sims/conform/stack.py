@@ -17,6 +17,15 @@ postgres.prune           ``Store.prune(topic, upto_seq)``
 replicas.down / up       kill the server process / start it again on its port
 network.drop / stall     cut / stall the proxy between client and server
 trigger / retry          ``client.online()`` / ``client.recover()``
+auth.revoke              the service's own revocation (``Revocations.revoke_token``,
+                         what ``sselab token --revoke-token`` writes): the client's
+                         token goes on the Redis deny list; its later connects use a
+                         new token. The server re-checks open streams every
+                         ``SSELAB_REAUTH_INTERVAL_S`` (0.2 s here)
+reauth                   wait (bounded) for that re-check: the server's read of the
+                         token's deny-list keys after the revocation, seen through
+                         Redis ``MONITOR``, whether the shell or the session machine
+                         (``model.session.Revoked``) decides what follows
 clients.sleep            freeze the client's timers (:class:`SleepableTimers`)
                          and stall its stream through the proxy
 wake                     release them: every armed timer is due at once; the
@@ -33,7 +42,9 @@ Afterwards the invariant the checker found broken is judged on what happened:
 ``no-silent-stale`` with :class:`model.invariants.StaleFacts` from the client's
 applied ids against the events committed in Postgres (after quiescence),
 ``bounded-counter`` from the machine's counter against the attempts the shell
-really opened, after every machine step (the first mismatch is kept).
+really opened, after every machine step (the first mismatch is kept);
+``revoked-stream-ends`` from the client's inputs: after the re-check the server ended
+the stream cleanly within :data:`REAUTH_END_S` (fix on), or it stayed open (fix off).
 A snapshot applies the state as of its newest row (or, with every row pruned,
 as of the topic's floor), not as of the head it reports.
 
@@ -46,6 +57,7 @@ import asyncio
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -58,6 +70,7 @@ from model.invariants import (
     NO_SILENT_STALE,
     NO_STREAM_WITHOUT_CURSOR,
     ORDERED_DELIVERY,
+    REVOKED_STREAM_ENDS,
     StaleFacts,
     covered,
 )
@@ -84,6 +97,60 @@ REPLAY_SQL = b"AND seq > "
 #: Client inputs that a message on the stream feeds.
 MESSAGES = frozenset({"HeartbeatReceived", "EventReceived", "HeadAnnounced", "ReplayTruncated",
                       "ReplayFailed"})
+#: The server's re-check interval (``SSELAB_REAUTH_INTERVAL_S``) where a token is revoked.
+REAUTH_INTERVAL_S = 0.2
+#: How long ``reauth`` waits for the server's re-check of a revoked token (reads of its
+#: deny-list key seen through Redis ``MONITOR``) before it notes that none came.
+RECHECK_WAIT_S = 3.0
+#: The bound, after the re-check, within which the server must have ended the stream
+#: (the world's ``REAUTH_BOUND`` of one tick; the server ends it at once).
+REAUTH_END_S = 2.0
+#: How long a step waits for its real hold point (a held read, the client's state).
+HOLD_WAIT_S = 15.0
+
+
+class _DenyListReads:
+    """The server's reads of one token's deny-list keys after its revocation, seen through
+    Redis ``MONITOR``: its re-checks, whichever shell or machine makes them."""
+
+    def __init__(self, url: str, keys: tuple[str, ...]) -> None:
+        import redis
+
+        self.keys, self.reads, self.revoked = keys, 0, False
+        self._url = url
+        self._stop = f"sselab-conform-stop-{secrets.token_hex(4)}"
+        self._redis = redis.Redis.from_url(url)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="deny-list-reads", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("Redis MONITOR did not start")
+
+    def _watch(self) -> None:
+        with self._redis.monitor() as monitor:  # type: ignore[no-untyped-call]
+            self._ready.set()
+            for cmd in monitor.listen():
+                text = str(cmd.get("command", ""))
+                if self._stop in text:
+                    return
+                if not any(key in text for key in self.keys):
+                    continue
+                if text.upper().startswith("SET "):
+                    self.revoked = True  # the revocation itself; reads after it count
+                elif self.revoked:
+                    self.reads += 1
+
+    def close(self) -> None:
+        """Stop watching (the watcher sees a marker command and returns)."""
+        import redis
+
+        other = redis.Redis.from_url(self._url)
+        try:
+            other.echo(self._stop)
+        finally:
+            other.close()
+        self._thread.join(5)
+        self._redis.close()
 
 
 class StackRun(NamedTuple):
@@ -155,6 +222,8 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
            # The head probe runs where the counterexample has one (or a lost publish it must
            # cover with the fix on); elsewhere the world's run ends before its period.
            "SSELAB_PROBE_S": "0.2" if probes else "3600"}
+    if Kind.AUTH_REVOKE in kinds:  # the server re-checks open streams' tokens this often
+        env["SSELAB_REAUTH_INTERVAL_S"] = str(REAUTH_INTERVAL_S)
     if held_publishes:  # a held Redis delivery must not look like a dead subscriber
         env["SSELAB_SENTINEL_TIMEOUT_S"] = "5.0"
     pg_proxy: TcpProxy | None = None  # server -> probe_proxy -> pg_proxy -> Postgres
@@ -185,6 +254,11 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
     broken: list[str] = []  # bounded-counter, judged after every machine step
     cursorless: list[str] = []  # no-stream-without-cursor, judged after every message
     disorder: list[str] = []  # ordered-delivery, judged on every event with data
+    fed: list[tuple[str, str]] = []  # every client input (name, reason), in order
+    tokens = [it.token(user)]  # the client's token; a revocation denies the newest one
+    deny_reads: _DenyListReads | None = None  # the server's re-checks of a revoked token
+    revoked_at = -1  # len(fed) when the token was revoked
+    reauth: dict[str, Any] = {}  # what the re-check step saw (revoked-stream-ends)
     settle = 0.4
 
     def floor_now() -> int:
@@ -200,9 +274,9 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
         """What the server does after its commit: publish the event on the bus."""
         await bus.publish(f"{ns}:events", encode_message(msg, bus_key(it.SECRET)))
 
-    async def until(what: str, predicate: Any) -> None:
+    async def until(what: str, predicate: Any, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
+        deadline = loop.time() + timeout
         while not await asyncio.to_thread(predicate):
             if loop.time() > deadline:
                 raise RuntimeError(f"the real stack never {what}")
@@ -210,9 +284,15 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
 
     stream_ids: list[int] = []  # ids with data on the current stream
 
+    def server_ended(since: int) -> bool:
+        """Whether the server ended the client's stream (cleanly) after input ``since``."""
+        return any(name == "StreamClosed" and reason == "stream ended"
+                   for name, reason in fed[since:])
+
     class Observed(EventStreamClient):
         def feed(self, event: Any) -> None:
             name = event.__class__.__name__
+            fed.append((name, str(getattr(event, "reason", ""))))
             if name == "StreamOpened":
                 stream_ids.clear()
             if name == "EventReceived":
@@ -297,7 +377,7 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                     client_proxy.hold(b"event: note")
                 timers = SleepableTimers()
                 client = Observed(
-                    f"http://127.0.0.1:{client_proxy.port}", lambda: it.token(user), config=ccfg,
+                    f"http://127.0.0.1:{client_proxy.port}", lambda: tokens[-1], config=ccfg,
                     last_event_id=start, on_event=lambda e: applied.add(e.id.seq),
                     on_rehydrate=on_rehydrate, timers=timers, open_timeout=2.0)
                 client.start()
@@ -343,6 +423,30 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 pg_proxy.release()
                 await asyncio.sleep(settle)
                 client_proxy.release()
+            elif kind is Kind.AUTH_REVOKE:
+                # the service's own revocation (what `sselab token --revoke-token` writes):
+                # the client's token goes on the Redis deny list; a later connect gets a new one
+                from service.auth import verify_token
+                from service.revocation import Revocations
+
+                principal = verify_token(it.SECRET, tokens[-1])
+                deny_reads = _DenyListReads(it.REDIS_URL, (
+                    f"{ns}:revoked:jti:{principal.token_id}", f"{ns}:revoked:user:{user}"))
+                revoked_at = len(fed)
+                await Revocations(bus, ns, max_ttl=86400.0).revoke_token(
+                    principal.token_id, expires_at=principal.expires_at)
+                tokens.append(it.token(user))
+                continue  # the world re-checks before time passes
+            elif kind is Kind.REAUTH and deny_reads is not None:
+                # the server's periodic re-check reads the deny list (SSELAB_REAUTH_INTERVAL_S);
+                # with the fix on it ends the stream at once, off it keeps streaming
+                watch, since = deny_reads, revoked_at
+                rechecked = await it.wait_for(lambda: watch.reads > 0,  # noqa: B023
+                                              RECHECK_WAIT_S)
+                ended = await it.wait_for(lambda: server_ended(since),  # noqa: B023
+                                          REAUTH_END_S if rechecked else 0.0)
+                reauth.update(rechecked=rechecked, ended=ended, reads=deny_reads.reads)
+                continue
             elif kind in (Kind.TRIGGER, Kind.RETRY) and client is not None:
                 client.online() if kind is Kind.TRIGGER else client.recover()
             await asyncio.sleep(settle)
@@ -355,13 +459,17 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
         await asyncio.sleep(3.0)  # quiescence: detection bound (1.5 s) and recovery
         assert client is not None or invariant == DETECTION_BOUND, \
             "the counterexample never started the client"
+        if reauth:
+            reauth["ended_by_end"] = server_ended(revoked_at)
         return await _judge(invariant, client, server, ns, user, applied, broken, cursorless,
-                            disorder, max_attempts, tuple(labels), floor_now)
+                            disorder, max_attempts, tuple(labels), floor_now, reauth)
     finally:
         if client is not None:
             await client.aclose()
         if locker is not None:
             await locker.close()
+        if deny_reads is not None:
+            deny_reads.close()
         await store.close()
         await bus.aclose()
         client_proxy.close()
@@ -375,7 +483,8 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
 
 async def _judge(invariant: str, client: Any | None, server: Any, ns: str, user: str, applied: set[int],
                  broken: list[str], cursorless: list[str], disorder: list[str],
-                 max_attempts: int, labels: tuple[str, ...], floor_now: Any) -> StackRun:
+                 max_attempts: int, labels: tuple[str, ...], floor_now: Any,
+                 reauth: dict[str, Any]) -> StackRun:
     """The invariant the checker found broken, judged on what the real stack did."""
     import psycopg
 
@@ -415,12 +524,25 @@ async def _judge(invariant: str, client: Any | None, server: Any, ns: str, user:
         return StackRun(invariant, not disorder,
                         disorder[0] if disorder else "ids strictly increased on every stream",
                         labels)
+    if invariant == REVOKED_STREAM_ENDS:
+        if not reauth:
+            raise RuntimeError("the counterexample never re-checked a revoked token")
+        seen = (f"the server read the revoked token's deny-list keys {reauth['reads']} time(s) "
+                "after the revocation" if reauth["rechecked"] else
+                f"the server made no re-check within {RECHECK_WAIT_S:g} s of the revocation")
+        if reauth["ended"]:
+            what = f"it ended the stream within {REAUTH_END_S:g} s of the re-check"
+        elif reauth["ended_by_end"]:
+            what = "it ended the stream later than the bound"
+        else:
+            what = f"the stream stayed open to the end of the run (status {client.state.status.value})"
+        return StackRun(invariant, bool(reauth["ended"]), f"{seen}; {what}", labels)
     raise NotImplementedError(f"judging {invariant} on the real stack is not mapped")
 
 
 def fix_world(fix: str, publishers: int | None = None) -> WorldConfig:
     """The first world ``model.fixes`` says shows ``fix``'s bug, with the fix off."""
-    sizes = dict(fix_info(fix).worlds[0]) if fix_info(fix).worlds else {}
+    sizes: dict[str, Any] = dict(fix_info(fix).worlds[0]) if fix_info(fix).worlds else {}
     if publishers is not None:
         sizes["publishers"] = publishers
     return WorldConfig(fixes=Fixes().without(fix, *fix_info(fix).also_off), **sizes)
