@@ -58,6 +58,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -105,6 +106,8 @@ RECHECK_WAIT_S = 3.0
 #: The bound, after the re-check, within which the server must have ended the stream
 #: (the world's ``REAUTH_BOUND`` of one tick; the server ends it at once).
 REAUTH_END_S = 2.0
+#: Client inputs that end a stream (or its attempt).
+ENDS = ("StreamClosed", "StreamFailed")
 #: How long a step waits for its real hold point (a held read, the client's state).
 HOLD_WAIT_S = 15.0
 
@@ -239,6 +242,10 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
             it.DATABASE_URL, host="127.0.0.1", port=probe_proxy.port)
         if Kind.PROBE in kinds:
             probe_proxy.hold(PROBE_SQL)
+    # The snapshot path waits for its real hold points (a held read, the client's state)
+    # instead of a fixed time after each step.
+    snap_path = pg_proxy is not None and bool(snapshot_kinds & set(kinds))
+    snapshot_held = False  # the rehydration's second read is to wait at pg_proxy
     server = it.Server(ns, logs, env)
     server.start()
     client_proxy = TcpProxy("127.0.0.1", server.port).start()
@@ -283,6 +290,13 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
             await asyncio.sleep(0.02)
 
     stream_ids: list[int] = []  # ids with data on the current stream
+
+    def fed_since(since: int, names: tuple[str, ...]) -> bool:
+        """Whether the client was fed one of ``names`` after input ``since``."""
+        return any(name in names for name, _ in fed[since:])
+
+    def rehydrated() -> bool:
+        return client is not None and not client.state.rehydrating
 
     def server_ended(since: int) -> bool:
         """Whether the server ended the client's stream (cleanly) after input ``since``."""
@@ -365,7 +379,8 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                     if not epoch:
                         epoch.append((await store.topic_head(user)).epoch)
                     start = EventId(epoch[0], 0)
-                if kinds[n + 1:n + 2] == [Kind.NETWORK_DROP]:
+                drop_next = kinds[n + 1:n + 2] == [Kind.NETWORK_DROP]
+                if drop_next:
                     # the world drops the stream before its first frame (the announced head)
                     # reached the client: that frame waits at the proxy and dies with the link
                     client_proxy.hold(b"id: ")
@@ -375,12 +390,17 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                     pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
                                   else b"SELECT epoch, head FROM")
                     client_proxy.hold(b"event: note")
+                    snapshot_held = True
                 timers = SleepableTimers()
                 client = Observed(
                     f"http://127.0.0.1:{client_proxy.port}", lambda: tokens[-1], config=ccfg,
                     last_event_id=start, on_event=lambda e: applied.add(e.id.seq),
                     on_rehydrate=on_rehydrate, timers=timers, open_timeout=2.0)
                 client.start()
+                if drop_next and snap_path:
+                    await until("held the stream's first frame at the proxy",
+                                lambda: client_proxy.held > 0, HOLD_WAIT_S)
+                    continue
             elif kind is Kind.REDIS_SUBSCRIBER_DIES:
                 redis_proxy.stall()  # the open link goes silent ...
                 await asyncio.sleep(0.05)
@@ -398,12 +418,18 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 assert isinstance(seq, int)
                 await store.prune(topic=user, upto_seq=seq)
             elif kind is Kind.NETWORK_DROP:
+                dropped_at = len(fed)
                 client_proxy.cut()
                 client_proxy.release()
                 if pg_proxy is not None and snapshot_kinds & set(kinds[n:]):
                     pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
                                   else b"SELECT epoch, head FROM")
                     client_proxy.hold(b"event: note")
+                    snapshot_held = True
+                if snap_path:  # the client has seen its stream end
+                    await until("ended the client's stream",
+                                partial(fed_since, dropped_at, ENDS), HOLD_WAIT_S)
+                    continue
             elif kind is Kind.NETWORK_STALL:
                 client_proxy.stall()
             elif kind is Kind.CLIENTS_SLEEP and timers is not None:
@@ -416,8 +442,11 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 continue
             elif kind is Kind.SNAPSHOT and pg_proxy is not None:
                 pg_proxy.release()
-                await asyncio.sleep(settle)
+                snapshot_held = False
+                # the load completes (RehydrateDone), then the held frames go on
+                await until("completed the rehydration", rehydrated, HOLD_WAIT_S)
                 client_proxy.release()
+                continue
             elif kind is Kind.POSTGRES_SNAPSHOT_FAILS and pg_proxy is not None:
                 pg_proxy.cut()  # the held snapshot read's connection breaks: the load fails
                 pg_proxy.release()
@@ -449,6 +478,18 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 continue
             elif kind in (Kind.TRIGGER, Kind.RETRY) and client is not None:
                 client.online() if kind is Kind.TRIGGER else client.recover()
+            elif kind is Kind.ACCEPT and snap_path and client is not None:
+                # the replica accepts the client's next stream: wait until it is open
+                ended_at = max((k for k, (name, _) in enumerate(fed) if name in ENDS),
+                               default=-1)
+                await until("opened the client's next stream",
+                            partial(fed_since, ended_at + 1, ("StreamOpened",)), HOLD_WAIT_S)
+                continue
+            if snap_path and snapshot_held and client is not None and client.state.rehydrating:
+                # the rehydration runs: its first read is done once its second waits at pg_proxy
+                await until("sent the snapshot's second read", lambda: pg_proxy is not None
+                            and pg_proxy.held > 0, HOLD_WAIT_S)
+                continue
             await asyncio.sleep(settle)
         client_proxy.resume()  # a woken laptop's network comes back
         for proxy in (redis_proxy, pg_proxy, probe_proxy):
