@@ -112,6 +112,44 @@ ENDS = ("StreamClosed", "StreamFailed")
 HOLD_WAIT_S = 15.0
 
 
+def _split_proxy(host: str, port: int) -> Any:
+    """A :class:`~service.testing.proxy.TcpProxy` whose marker hold splits a chunk at the
+    marker: the bytes before it go on (an HTTP response's headers, so the client sees its
+    stream open), the rest waits. Under load the headers and the first frame can arrive
+    in one read, and holding both would turn the world's "accept" into a failed open."""
+    from service.testing.proxy import TcpProxy
+
+    class SplitProxy(TcpProxy):
+        async def _pump(self, link: Any, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    if link.stalled:
+                        continue
+                    if self._holding and (self._hold is None or self._hold in data):
+                        at = data.index(self._hold) if self._hold is not None else 0
+                        if at:
+                            writer.write(data[:at])
+                            await writer.drain()
+                            data = data[at:]
+                        self.held += 1
+                        try:
+                            await self._released.wait()
+                        finally:
+                            self.held -= 1
+                    writer.write(data)
+                    await writer.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                link.close()
+
+    return SplitProxy(host, port)
+
+
 class _DenyListReads:
     """The server's reads of one token's deny-list keys after its revocation, seen through
     Redis ``MONITOR``: its re-checks, whichever shell or machine makes them."""
@@ -248,7 +286,7 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
     snapshot_held = False  # the rehydration's second read is to wait at pg_proxy
     server = it.Server(ns, logs, env)
     server.start()
-    client_proxy = TcpProxy("127.0.0.1", server.port).start()
+    client_proxy = _split_proxy("127.0.0.1", server.port).start()
     store = Store(it.DATABASE_URL, ns)
     await store.open()
     bus = aredis.Redis.from_url(it.REDIS_URL)
@@ -397,9 +435,10 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                     last_event_id=start, on_event=lambda e: applied.add(e.id.seq),
                     on_rehydrate=on_rehydrate, timers=timers, open_timeout=2.0)
                 client.start()
-                if drop_next and snap_path:
+                if drop_next and snap_path:  # open, its first frame held at the proxy
                     await until("held the stream's first frame at the proxy",
-                                lambda: client_proxy.held > 0, HOLD_WAIT_S)
+                                lambda: client_proxy.held > 0 and fed_since(0, ("StreamOpened",)),
+                                HOLD_WAIT_S)
                     continue
             elif kind is Kind.REDIS_SUBSCRIBER_DIES:
                 redis_proxy.stall()  # the open link goes silent ...
