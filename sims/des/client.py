@@ -31,7 +31,7 @@ from model.core import CancelTimer, EventId, Log, StartTimer, dispatch
 from model.witness import AttemptsWitness, observe
 from sims.des.context import Context
 from sims.des.observer import FINE, NOTHING_MISSING_ALWAYS_OK, Observer
-from sims.des.wire import EVENT, HEARTBEAT, OPENED, REPLAY_FAILED, TRUNCATED, Conn
+from sims.des.wire import ANNOUNCED, EVENT, HEARTBEAT, OPENED, REPLAY_FAILED, TRUNCATED, Conn
 
 if TYPE_CHECKING:
     from sims.des.database import Database
@@ -393,6 +393,8 @@ class Client:
             elif code == REPLAY_FAILED:
                 conn.signals -= 1
                 feed(cm.ReplayFailed(now=now, reason=frame[1]))
+            elif code == ANNOUNCED:
+                feed(cm.HeadAnnounced(now=now, head=EventId(0, frame[1])))
             else:  # REFUSED: the attempt failed before the stream opened
                 self.conn = None
                 conn.dead = True

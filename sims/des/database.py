@@ -6,7 +6,8 @@ connections (:meth:`Database.commit`: commits never queue in the replicas' pools
 and always succeed). Reads -- the topic row, replays, snapshots, resync heads --
 run as a :class:`Query` on the reading replica's pool: they wait for a
 connection, take ``QUERY_BASE_S + QUERY_ROW_S * rows``, and fail by the active
-``postgres.errors`` windows, by ``postgres.replay_fails``, or by
+``postgres.errors`` windows, by ``postgres.replay_fails`` and
+``postgres.snapshot_fails``, or by
 ``QUERY_TIMEOUT_S`` (in the queue or while running).
 """
 
@@ -93,7 +94,7 @@ class Database:
     """Postgres: topic heads and floors, pools per replica, error windows."""
 
     __slots__ = ("env", "errors", "fail_incident", "floor", "head", "observer", "rec",
-                 "replay_fails", "retention_rows", "rng", "sessions", "settings")
+                 "replay_fails", "retention_rows", "rng", "sessions", "settings", "snapshot_fails")
 
     def __init__(self, ctx: Context, observer: Observer) -> None:
         self.env = ctx.env
@@ -108,6 +109,7 @@ class Database:
         self.retention_rows = ctx.settings.retention_rows
         self.errors: list[tuple[float, float, int]] = []  #: (end, rate, incident)
         self.replay_fails: list[int] = []  #: incidents, one per replay that must fail
+        self.snapshot_fails: list[int] = []  #: incidents, one per snapshot load that must fail
         self.fail_incident: int | None = None  #: the incident behind the last error
 
     def commit(self, topic: int) -> int:
@@ -144,6 +146,9 @@ class Database:
         if kind == "replay" and self.replay_fails:
             self.fail_incident = self.replay_fails.pop(0)
             return "replay query failed (postgres.replay_fails)"
+        if kind == "snapshot" and self.snapshot_fails:
+            self.fail_incident = self.snapshot_fails.pop(0)
+            return "snapshot load failed (postgres.snapshot_fails)"
         if self.errors:
             now = self.env.now
             self.errors = [w for w in self.errors if w[0] > now]

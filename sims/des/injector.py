@@ -59,9 +59,12 @@ class Injector:
             "redis.subscriber_dies": self._subscriber_dies,
             "redis.disconnect": self._disconnect,
             "redis.outage": self._redis_outage,
+            "redis.publish_lost": self._publish_lost,
+            "auth.revoke": self._revoke,
             "postgres.replay_fails": self._replay_fails,
             "postgres.errors": self._postgres_errors,
             "postgres.prune": self._prune,
+            "postgres.snapshot_fails": self._snapshot_fails,
             "replicas.down": self._replicas_down,
             "replicas.restart": self._replicas_restart,
         }
@@ -176,6 +179,23 @@ class Injector:
             replica.link.request(("drop", "redis: server down", end))
         ev = self.env.timeout(end - now)
         ev.callbacks.append(lambda _e: setattr(redis, "up", True))
+
+    def _publish_lost(self, incident: int, fault: Fault) -> None:
+        self.redis.lost_publishes += int(fault.get("count"))
+        self._watch(incident, self.clients)
+
+    def _revoke(self, incident: int, fault: Fault) -> None:
+        targets = self._sample(float(fault.get("fraction")))
+        self._watch(incident, targets)
+        for c in targets:
+            conn = c.conn
+            session = conn.session if conn is not None else None
+            if session is not None and not session.closed:
+                session.replica.revoke(session, "token revoked (auth.revoke)")
+
+    def _snapshot_fails(self, incident: int, fault: Fault) -> None:
+        self.db.snapshot_fails.extend([incident] * int(fault.get("count")))
+        self._watch(incident, self.clients)
 
     def _replay_fails(self, incident: int, fault: Fault) -> None:
         self.db.replay_fails.extend([incident] * int(fault.get("count")))

@@ -38,6 +38,7 @@ class Redis:
         self.db = db
         self.verdict = observer.verdict
         self.up = True
+        self.lost_publishes = 0  #: publishes still to be lost after their commit
         topics = ctx.settings.topic_count
         #: per topic, the replicas subscribed to it (with a stream of that topic), in order
         self.interest: list[list[Replica]] = [[] for _ in range(topics)]
@@ -64,7 +65,10 @@ class Redis:
         rec = self.rec
         rec.publishes += 1
         sent: int = 0  # bit mask of replicas the message is on its way to
-        if self.up:
+        if self.lost_publishes:  # redis.publish_lost: committed, never published
+            self.lost_publishes -= 1
+            rec.lost_messages += 1
+        elif self.up:
             latency = self.ctx.redis_latency
             for replica in self.interest[topic]:
                 link = replica.link

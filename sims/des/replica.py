@@ -53,7 +53,7 @@ from model import subscriber as subm
 from model.core import CancelTimer, Log, StartTimer, dispatch
 from sims.des.context import Context
 from sims.des.observer import FINE
-from sims.des.wire import EVENT, HEARTBEAT, OPENED, REFUSED, REPLAY_FAILED, TRUNCATED, Conn
+from sims.des.wire import ANNOUNCED, EVENT, HEARTBEAT, OPENED, REFUSED, REPLAY_FAILED, TRUNCATED, Conn
 
 if TYPE_CHECKING:
     from sims.des.client import Client
@@ -174,6 +174,12 @@ def _send_failed(shell: Sessions, session: Session, frames: list[tuple[Any, ...]
         conn.signals += 1
 
 
+def _announce_head(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
+                   a: sm.AnnounceHead) -> None:
+    if not session.conn.dead:
+        frames.append((ANNOUNCED, a.head.seq))
+
+
 def _send_heartbeat(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
                     a: sm.SendHeartbeat) -> None:
     frames.append((HEARTBEAT,))
@@ -214,6 +220,7 @@ SESSION_ACTIONS: dict[type[Any], Callable[..., object]] = {
     sm.SendTruncated: _send_truncated,
     sm.SendFailed: _send_failed,
     sm.SendHeartbeat: _send_heartbeat,
+    sm.AnnounceHead: _announce_head,
     sm.EndStream: _end_stream,
     CancelTimer: _cancel_timer,
     Log: _log,
@@ -498,6 +505,11 @@ class Replica:
                 feed(session, sm.LiveEvent(now=now, seq=seq))
 
         self.db.query(self, "head", lambda: (1, (heads[topic], floors[topic])), done)
+
+    def revoke(self, session: Session, reason: str) -> None:
+        """A re-check found the stream's token revoked: the session decides (``Revoked``)."""
+        if session.state.phase is not _P_NEW and session.state.phase is not _P_CLOSED:
+            self.shell.feed(session, sm.Revoked(now=self.ctx.env.now, reason=reason))
 
     def end(self, session: Session) -> None:
         """Close a session and unsubscribe it."""

@@ -10,8 +10,9 @@ and the HTTP client's connect timeout. It closes streams at both ends at once
 stalls them half-open (:meth:`Network.stall`).
 
 Frames on the wire (server -> client) are tuples whose first item is a code:
-``OPENED``, ``EVENT``, ``HEARTBEAT``, ``TRUNCATED``, ``REPLAY_FAILED`` and
-``REFUSED`` (the attempt failed before the stream opened).
+``OPENED``, ``EVENT``, ``HEARTBEAT``, ``TRUNCATED``, ``REPLAY_FAILED``,
+``ANNOUNCED`` (an id-only message: the head, for a stream opened without a
+cursor) and ``REFUSED`` (the attempt failed before the stream opened).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ if TYPE_CHECKING:
     from sims.des.observer import Observer
     from sims.des.replica import Replica, Session, Sessions
 
-__all__ = ["EVENT", "HEARTBEAT", "OPENED", "REFUSED", "REPLAY_FAILED", "TRUNCATED", "Conn", "Network"]
+__all__ = ["ANNOUNCED", "EVENT", "HEARTBEAT", "OPENED", "REFUSED", "REPLAY_FAILED", "TRUNCATED", "Conn",
+           "Network"]
 
 # frame codes on the wire (server -> client)
-OPENED, EVENT, HEARTBEAT, TRUNCATED, REPLAY_FAILED, REFUSED = range(6)
+OPENED, EVENT, HEARTBEAT, TRUNCATED, REPLAY_FAILED, REFUSED, ANNOUNCED = range(7)
 
 
 class Conn:

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from model.faults import FAULTS, Fault, Param, fault_from_mapping
 
-__all__ = ["Schedule", "fault_schedules", "faults"]
+__all__ = ["NOT_DRAWN", "Schedule", "fault_schedules", "faults"]
+
+#: Fault kinds the fleet carries out but whose fix it does not run yet, so "all fixes on
+#: keeps the invariants" cannot hold for them: kind -> why. Remove a row with its gap.
+NOT_DRAWN: dict[str, str] = {
+    "redis.publish_lost": "the fleet does not run the periodic head probe (fix head-probe): "
+                          "a publish lost after its commit is seen only at the topic's next "
+                          "live event, so the client is silently stale until then",
+}
 
 
 class Schedule:
@@ -67,8 +75,8 @@ def _param(param: Param, replicas: int, max_duration: int) -> st.SearchStrategy[
 @st.composite
 def faults(draw: st.DrawFn, *, start: int = 60, until: int = 300, replicas: int = 2,
            max_duration: int = 120) -> Fault:
-    """One fault of any kind in :data:`model.faults.FAULTS`, starting in ``[start, until]``."""
-    kind = draw(st.sampled_from(sorted(FAULTS)))
+    """One fault of a kind in :data:`model.faults.FAULTS` (but :data:`NOT_DRAWN`), in ``[start, until]``."""
+    kind = draw(st.sampled_from(sorted(set(FAULTS) - set(NOT_DRAWN))))
     data: dict[str, Any] = {"fault": kind, "at": draw(st.integers(start, until))}
     for param in FAULTS[kind].params:
         if param.name == "at":
