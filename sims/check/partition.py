@@ -27,6 +27,7 @@ Fingerprints travel between partitions, and each new state once, to its owner.
 from __future__ import annotations
 
 import itertools
+import pickle
 import resource
 import sys
 from array import array
@@ -156,16 +157,17 @@ class Partition:
             won[gen].append(fp)
         return won
 
-    def keep(self, fps: list[array[int]]) -> list[list[tuple[int, State]]]:
+    def keep(self, fps: list[array[int]]) -> list[bytes]:
         """As generator: keep the won states this partition owns; return the rest per owner.
 
         Shipping each new state to its owner spreads the frontier: without it, the
-        partition holding the root would expand every state itself.
+        partition holding the root would expand every state itself. They travel
+        pickled, so whoever forwards them (the coordinator) never unpickles a state.
         """
         count = self.count
-        out: list[list[tuple[int, State]]] = [[] for _ in range(count)]
         if count == 1:
-            return out
+            return [b""]
+        out: list[list[tuple[int, State]]] = [[] for _ in range(count)]
         pending = self.pending
         mine: list[tuple[int, State]] = []
         for batch in fps:
@@ -174,13 +176,14 @@ class Partition:
                 (mine if owner == self.index else out[owner]).append((fp, pending[fp][2]))
         self.frontier = mine
         self.pending = {}
-        return out
+        return [pickle.dumps(batch, pickle.HIGHEST_PROTOCOL) if batch else b"" for batch in out]
 
-    def receive(self, batches: list[list[tuple[int, State]]]) -> int:
+    def receive(self, batches: list[bytes]) -> int:
         """As owner: take the states shipped to it; the frontier in fingerprint order."""
         if self.count > 1:
-            for batch in batches:
-                self.frontier.extend(batch)
+            for blob in batches:
+                if blob:
+                    self.frontier.extend(pickle.loads(blob))
             self.frontier.sort(key=lambda item: item[0])
         return len(self.frontier)
 
