@@ -8,7 +8,7 @@ import os
 import sys
 
 from model.fixes import Fixes, UnknownFixError
-from sims.commands._args import fix_name, positive_int
+from sims.commands._args import add_without, positive_int
 
 __all__ = ["fixes_spec", "register", "run"]
 
@@ -34,8 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--port", type=positive_int, default=8000, help="port (default 8000)")
     parser.add_argument("--fixes", type=fixes_spec, default=None, metavar="SPEC",
                         help="fixes switched on: 'all' (default), 'none', 'all,-F3', ...")
-    parser.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
-                        help="switch one fix off (name or F1..F5); repeatable")
+    add_without(parser, effect="applied after --fixes / SSELAB_FIXES")
     parser.add_argument("--access-log", action="store_true",
                         help="log every request (ticket and token values are redacted)")
     parser.add_argument("--insecure-dev-key", action="store_true",
