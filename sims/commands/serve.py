@@ -8,7 +8,7 @@ import os
 import sys
 
 from model.fixes import Fixes, UnknownFixError
-from sims.commands._args import add_without, positive_int
+from sims.commands._args import add_without, fix_name, positive_int
 
 __all__ = ["fixes_spec", "register", "run"]
 
