@@ -88,13 +88,15 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         edges.update(part_edges)
         conv.update(part_conv)
         undet.update(part_undet)
-    # Nodes and edges in fingerprint order: networkx's choices (which shortest cycle) then
-    # depend only on the graph, never on which partition reported an edge first.
+    # Nodes in fingerprint order, each one's edges in the order the world listed them (the
+    # same state is expanded whatever N): networkx's choices (which shortest cycle) then
+    # depend only on the graph, never on which partition reported a node first.
     graph: Any = nx.DiGraph()
-    graph.add_nodes_from(sorted(edges))
+    order = sorted(edges)
+    graph.add_nodes_from(order)
     leaky: set[int] = set()
-    for u in sorted(edges):
-        for v in sorted(set(edges[u])):
+    for u in order:
+        for v in edges[u]:
             if v in edges:
                 graph.add_edge(u, v)
             else:
