@@ -35,6 +35,8 @@ __all__ = ["Facts"]
 _C_CONNECTED = cm.Status.CONNECTED
 _R_NONE = cm.Rehydration.NONE
 _P_REPLAYING = sm.Phase.REPLAYING
+_P_NEW = sm.Phase.NEW
+_P_CLOSED = sm.Phase.CLOSED
 
 
 class Facts:
@@ -42,6 +44,7 @@ class Facts:
 
     def __init__(self, ctx: Context, db: Database, observer: Observer) -> None:
         self.scfg = ctx.scfg
+        self.probing = ctx.settings.fixes.head_probe
         self.head = db.head
         self.observe = observer.judge
         self.verdict = observer.verdict
@@ -69,8 +72,27 @@ class Facts:
                 signal_pending=conn is not None and conn.signals > 0,
                 stream_detector=conn is not None and (conn.stalled or conn.dead) and st.monitor,
                 subscriber_detector=session is not None and session.replica.detector(),
+                probe_detector=self._probe_covers(c, session, head),
             )
         self.observe(c.idx, live, facts, c.applied, head)
+
+    def _probe_covers(self, c: Client, session: Session | None, head: int) -> bool:
+        """The replica's next head probe brings what the client misses (``head-probe``).
+
+        As :func:`model.invariants.client_facts` has it: the probe runs on the replica
+        of an open session, and covers only events past the head that session already
+        knows (a head it learnt and never caught up to is not covered).
+        """
+        if not self.probing or session is None or session.closed or not session.replica.up:
+            return False
+        ss = session.state
+        if ss.phase is _P_NEW or ss.phase is _P_CLOSED:
+            return False
+        known = max(ss.cursor, ss.head)
+        if head <= known:
+            return False
+        beyond = c.beyond
+        return not beyond or any(s not in beyond for s in range(max(known, c.applied) + 1, head + 1))
 
     def _in_flight(self, c: Client, conn: Conn | None, session: Session | None, head: int) -> int:
         """How many of the events the client misses are on their way to it."""

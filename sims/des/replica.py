@@ -37,6 +37,15 @@ from its cursor, and that replay (bounded, with its own failure signal) catches
 it up. This is what ``service/`` does. (Until the session machine had that
 input, the fleet retried the head read every second instead: two engines, two
 behaviours.)
+
+The head probe (fix ``head-probe``). Every ``PROBE_INTERVAL_S`` each replica
+that is up and holds streams reads the head of every topic it serves -- one row
+per topic, at most :data:`PROBE_BATCH` topics per query on its own pool, as
+``service/app.py`` batches them -- and feeds each open session of that topic
+``HeadProbed``; the session decides whether to catch up. This is what brings a
+publish lost after its commit (``redis.publish_lost``). A failed read feeds
+nothing (the machine has no input for it) and the next period reads again, as
+in the service. With ``head-probe`` off no probe runs and no query is made.
 """
 
 from __future__ import annotations
@@ -62,7 +71,11 @@ if TYPE_CHECKING:
     from sims.des.pubsub import Redis
     from sims.des.wire import Network
 
-__all__ = ["SESSION_ACTIONS", "SUBSCRIBER_ACTIONS", "Link", "Replica", "Session", "Sessions"]
+__all__ = ["PROBE_BATCH", "SESSION_ACTIONS", "SUBSCRIBER_ACTIONS", "Link", "Replica", "Session",
+           "Sessions"]
+
+#: Topics whose heads one probe query reads (``service/app.py`` reads 500 per query).
+PROBE_BATCH = 500
 
 _P_NEW = sm.Phase.NEW
 _P_CLOSED = sm.Phase.CLOSED
@@ -333,6 +346,8 @@ class Replica:
         self.idle = env.event()
         self.link = Link(env, self, redis)
         self.proc = env.process(self._run())
+        if ctx.settings.fixes.head_probe:
+            env.process(self._probe_every(ctx.settings.probe_interval))
 
     def _run(self) -> Generator[Any, Any, None]:
         env = self.ctx.env
@@ -465,6 +480,46 @@ class Replica:
             self.judge_streams()
 
         self.db.query(self, "heads", lambda: (topics, None), done)
+
+    # ------------------------------------------------------------ head probe
+
+    def _probe_every(self, interval: float) -> Generator[Any, Any, None]:
+        """The head probe's process: every ``interval`` seconds, read the heads (if up)."""
+        env = self.ctx.env
+        while True:
+            yield env.timeout(interval)
+            if self.up and self.by_topic:
+                self.probe()
+
+    def probe(self) -> None:
+        """Read the head of each topic with a stream here; feed ``HeadProbed`` to its sessions."""
+        gen = self.gen
+        env = self.ctx.env
+        heads, floors = self.db.head, self.db.floor
+        topics = sorted(self.by_topic)
+        for i in range(0, len(topics), PROBE_BATCH):
+            batch = topics[i:i + PROBE_BATCH]
+
+            def read(batch: list[int] = batch) -> tuple[int, Any]:
+                return len(batch), [(t, heads[t], floors[t]) for t in batch]
+
+            def done(ok: bool, rows: int, payload: Any, reason: str) -> None:
+                if gen != self.gen or not ok:
+                    return  # restarted, or the read failed: the next period reads again
+                now = env.now
+                feed = self.shell.feed
+                for topic, head, floor in payload:
+                    subs = self.by_topic.get(topic)
+                    if not subs:
+                        continue
+                    probed = sm.HeadProbed(now=now, topic=sm.TopicHead(0, head, floor))
+                    for session in list(subs.values()):
+                        phase = session.state.phase
+                        if session.closed or phase is _P_NEW or phase is _P_CLOSED:
+                            continue  # gone, or still to read its topic row (its Open brings the head)
+                        feed(session, probed)
+
+            self.db.query(self, "probe", read, done)
 
     # ------------------------------------------------------------ sessions
 

@@ -72,6 +72,7 @@ MAX_ATTEMPTS = 50  #: reconnect attempts before 'failed'
 REPLAY_LIMIT = 1000  #: rows a replay may send before it is truncated
 SENTINEL_INTERVAL_S = 30.0  #: sentinel publish period, seconds
 SENTINEL_TIMEOUT_S = 5.0  #: a sentinel must come back within this, seconds
+PROBE_INTERVAL_S = 5.0  #: head probe period (``SSELAB_PROBE_S`` in the service), seconds
 
 
 class ScenarioError(ValueError):
@@ -114,6 +115,7 @@ class Settings:
     replay_limit: int = REPLAY_LIMIT
     sentinel_interval: float = SENTINEL_INTERVAL_S
     sentinel_timeout: float = SENTINEL_TIMEOUT_S
+    probe_interval: float = PROBE_INTERVAL_S
     fixes: Fixes = Fixes()
 
     def __post_init__(self) -> None:
@@ -245,6 +247,8 @@ SETTINGS: dict[str, SettingInfo] = {
     "replay_limit": SettingInfo(int, 1, "rows a replay may send before it is truncated"),
     "sentinel_interval": SettingInfo(float, 0, "sentinel period, seconds", strict=True),
     "sentinel_timeout": SettingInfo(float, 0, "sentinel round-trip limit, seconds", strict=True),
+    "probe_interval": SettingInfo(float, 0, "head probe period (off with head-probe off), "
+                                  "seconds", strict=True),
     "fixes": SettingInfo(Fixes, 0, "fixes switched on"),
 }
 
