@@ -28,10 +28,20 @@ import simpy
 
 from model import client as cm
 from model.core import CancelTimer, EventId, Log, StartTimer, dispatch
+from model.invariants import NO_STREAM_WITHOUT_CURSOR, ORDERED_DELIVERY
 from model.witness import AttemptsWitness, observe
 from sims.des.context import Context
 from sims.des.observer import FINE, NOTHING_MISSING_ALWAYS_OK, Observer
-from sims.des.wire import ANNOUNCED, EVENT, HEARTBEAT, OPENED, REPLAY_FAILED, TRUNCATED, Conn
+from sims.des.wire import (
+    ANNOUNCED,
+    EVENT,
+    HEARTBEAT,
+    OPENED,
+    REFUSED,
+    REPLAY_FAILED,
+    TRUNCATED,
+    Conn,
+)
 
 if TYPE_CHECKING:
     from sims.des.database import Database
@@ -48,6 +58,7 @@ _R_RUNNING = cm.Rehydration.RUNNING
 
 _client_step = cm.step
 _EventReceived = cm.EventReceived
+_Deliver = cm.Deliver
 
 
 class Clients:
@@ -145,7 +156,8 @@ class Client:
     """One browser tab: a SimPy process owning model.client's timers, fed by the network."""
 
     __slots__ = ("applied", "asleep", "beyond", "bo_at", "conn", "connects", "hb_at", "idle",
-                 "idx", "last_input_at", "max_attempts", "mismatch", "proc", "rehydrate_lost",
+                 "idx", "last_input_at", "max_attempts", "mismatch", "page_loaded", "proc",
+                 "rehydrate_lost",
                  "rehydrate_token", "retry_gen", "shell", "sleep_until", "start_at", "started",
                  "state", "topic", "wake_at", "waking", "witness")
 
@@ -165,6 +177,7 @@ class Client:
         self.wake_at = 0.0
         self.last_input_at = 0.0
         self.applied = 0  #: every seq up to this is applied
+        self.page_loaded = False  #: the page's own load is done (at its first stream's open)
         self.beyond: list[int] = []  #: applied seqs above a hole (only ever after a bug)
         self.rehydrate_token = 0
         self.rehydrate_lost = False
@@ -236,10 +249,9 @@ class Client:
         if not self.started:
             if self.start_at <= now:
                 self.started = True
-                # The page load: data as of the topic's head, which becomes the cursor.
-                head = shell.head[self.topic]
-                self.state = cm.initial(EventId(0, head))
-                self.applied = head
+                # A fresh browser: no cursor. Its page load counts as done when its first
+                # stream opens (page_load), as in model.world.
+                self.state = cm.initial()
                 self.feed(cm.Start(now=now))
                 shell.judge(self)
             return
@@ -314,7 +326,20 @@ class Client:
         old = self.state
         st, actions = _client_step(shell.cfg, old, inp)
         self.state = st
+        was, now = old.last_event_id, st.last_event_id
+        if was is not now and was is not None and now is not None:
+            if now.epoch == was.epoch and now.seq < was.seq:
+                shell.observer.breach(ORDERED_DELIVERY, self.idx,
+                                      f"cursor moved back from {was.seq} to {now.seq}")
         if actions:
+            top = was.seq if was is not None else -1
+            for a in actions:
+                if a.__class__ is _Deliver:
+                    seq = a.event_id.seq
+                    if seq <= top:
+                        shell.observer.breach(ORDERED_DELIVERY, self.idx,
+                                              f"event {seq} handed to the application again")
+                    top = seq
             dispatch(ACTIONS, actions, self, shell="the fleet's client shell")
         self.witness = observe(self.witness, inp, old, st, actions)
         attempts = st.attempts
@@ -325,6 +350,17 @@ class Client:
             gap = abs(gap)
             if gap > self.mismatch:
                 self.mismatch = gap
+
+    def page_load(self, head: int) -> None:
+        """A stream of this tab read the topic's head: the first time, the page holds it.
+
+        The same assumption as ``model.world``: the page's own load (what the app
+        loaded before its first stream) is everything committed up to the head read
+        for that first stream, so only what happens after it can go missing.
+        """
+        if not self.page_loaded:
+            self.page_loaded = True
+            self.apply_snapshot(head)
 
     def apply(self, seq: int) -> None:
         """The machine delivered ``seq`` to the application."""
@@ -379,6 +415,8 @@ class Client:
             if conn is not self.conn:
                 break  # the machine closed this stream part-way through the batch
             code = frame[0]
+            if code != OPENED and code != REFUSED:
+                conn.heard = True
             if code == EVENT:
                 conn.wire.popleft()
                 feed(_EventReceived(now=now, event_id=EventId(0, frame[1])))
@@ -402,6 +440,11 @@ class Client:
         if conn is self.conn:
             st = self.state
             conn.virtual = st.stable and st.status is _C_CONNECTED and not conn.stalled
+            if (conn.heard and st.last_event_id is None and st.status is _C_CONNECTED
+                    and not conn.cursorless):
+                conn.cursorless = True  # once per stream
+                shell.observer.breach(NO_STREAM_WITHOUT_CURSOR, self.idx,
+                                      "a message arrived on a stream of a client without a cursor")
         self.reschedule()
         idx = self.idx
         if (shell.verdict[idx] == FINE and shell.watching[idx] is None and not self.beyond

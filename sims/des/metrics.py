@@ -23,6 +23,9 @@ resync          (fault, client) the fault disturbed: ``incident, fault, client, 
                 disturbed_at, resynced_at, seconds, resolved``
 health          subscriber health change: ``replica, t, health, reason``
 sleeps          laptop sleep: ``client, start, end``
+breaches        moment a delivery invariant broke: ``invariant, client, t, detail``
+                (``invariant`` is its name in :mod:`model.invariants`:
+                ordered-delivery, no-stream-without-cursor, revoked-stream-ends)
 ==============  ===========================================================================
 
 :func:`summary` reduces them to the metrics ``sselab simulate --json`` prints. A
@@ -43,7 +46,7 @@ __all__ = ["FRAMES", "METRICS", "Recorder", "build_frames", "summary"]
 
 #: Names of the DataFrames a run produces, in the order they are written.
 FRAMES: tuple[str, ...] = ("status", "queries", "incidents", "stale", "counters", "failed",
-                           "resync", "health", "sleeps")
+                           "resync", "health", "sleeps", "breaches")
 
 #: Keys of the summary metrics, in the order ``--json`` prints them.
 METRICS: tuple[str, ...] = (
@@ -73,6 +76,8 @@ class Recorder:
         self.failed: list[list[Any]] = []  #: [client, failed_at, recovered_at]
         self.counters: list[tuple[int, int, int, int, int, str, bool]] = []
         self.sleeps: list[tuple[int, float, float]] = []
+        #: (invariant name, client, t, detail): a delivery invariant broke
+        self.breaches: list[tuple[str, int, float, str]] = []
         self.publishes = 0
         self.lost_messages = 0
         self.logs: dict[str, int] = {}
@@ -145,9 +150,12 @@ def build_frames(rec: Recorder, end: float) -> dict[str, pd.DataFrame]:
                     {"replica": "int64", "t": "float64", "health": "string", "reason": "string"})
     sleeps = _frame(rec.sleeps, ["client", "start", "end"],
                     {"client": "int64", "start": "float64", "end": "float64"})
+    breaches = _frame(rec.breaches, ["invariant", "client", "t", "detail"],
+                      {"invariant": "string", "client": "int64", "t": "float64",
+                       "detail": "string"})
     return {"status": status, "queries": queries, "incidents": incidents, "stale": stale,
             "counters": counters, "failed": failed, "resync": resync, "health": health,
-            "sleeps": sleeps}
+            "sleeps": sleeps, "breaches": breaches}
 
 
 def _num(value: Any) -> float | None:

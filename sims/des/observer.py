@@ -188,6 +188,10 @@ class Observer:
             if open_row is not None:
                 open_row[2] = now
 
+    def breach(self, invariant: str, idx: int, detail: str) -> None:
+        """Record that ``invariant`` (a name of :mod:`model.invariants`) broke for client ``idx``."""
+        self.rec.breaches.append((invariant, idx, self.clock(), detail))
+
     def slept(self, idx: int, start: float, end: float) -> None:
         """Record a laptop sleep of client ``idx``."""
         self.rec.sleeps.append((idx, start, end))

@@ -60,6 +60,7 @@ import simpy
 from model import session as sm
 from model import subscriber as subm
 from model.core import CancelTimer, Log, StartTimer, dispatch
+from model.invariants import ORDERED_DELIVERY, REVOKED_STREAM_ENDS
 from sims.des.context import Context
 from sims.des.observer import FINE
 from sims.des.wire import ANNOUNCED, EVENT, HEARTBEAT, OPENED, REFUSED, REPLAY_FAILED, TRUNCATED, Conn
@@ -113,6 +114,7 @@ class Sessions:
         self.cfg = ctx.scfg
         self.net = net
         self.db = db
+        self.observer = observer
         self.verdict = observer.verdict
         self.judge: Callable[[Client], None]  #: set when the fleet is wired
 
@@ -167,6 +169,11 @@ def _send(shell: Sessions, session: Session, frames: list[tuple[Any, ...]], a: s
     conn = session.conn
     if not conn.dead:
         seq = a.event_id.seq
+        if seq <= conn.last_sent:  # the world's STREAM_OUT_OF_ORDER (model.world_shell._wire)
+            shell.observer.breach(ORDERED_DELIVERY, session.client.idx,
+                                  f"event {seq} sent after {conn.last_sent} on one stream")
+        else:
+            conn.last_sent = seq
         frames.append((EVENT, seq))
         conn.wire.append(seq)
 
@@ -189,7 +196,9 @@ def _send_failed(shell: Sessions, session: Session, frames: list[tuple[Any, ...]
 
 def _announce_head(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
                    a: sm.AnnounceHead) -> None:
-    if not session.conn.dead:
+    conn = session.conn
+    if not conn.dead:
+        conn.last_sent = max(conn.last_sent, a.head.seq)
         frames.append((ANNOUNCED, a.head.seq))
 
 
@@ -550,6 +559,7 @@ class Replica:
                 return
             head, floor = payload
             now = env.now
+            conn.client.page_load(head)
             feed(session, sm.Open(now=now, last_event_id=conn.last_event_id,
                                   topic=sm.TopicHead(0, head, floor)), opened=True)
             pending = session.pending
@@ -565,6 +575,9 @@ class Replica:
         """A re-check found the stream's token revoked: the session decides (``Revoked``)."""
         if session.state.phase is not _P_NEW and session.state.phase is not _P_CLOSED:
             self.shell.feed(session, sm.Revoked(now=self.ctx.env.now, reason=reason))
+            if not session.closed:  # the re-check was fed: the stream must have ended by now
+                self.shell.observer.breach(REVOKED_STREAM_ENDS, session.client.idx,
+                                           f"stream on replica {self.idx} open after {reason}")
 
     def end(self, session: Session) -> None:
         """Close a session and unsubscribe it."""

@@ -13,6 +13,12 @@ name, what broke, for whom and when. The timed statements are:
   sentinel interval plus timeout, and no client stayed stale (covered or not) for
   longer than the detection bound plus one reconnect outside the faults' own
   windows (a sleep, an outage) -- the "per incident" bound;
+* ``ordered-delivery``, ``no-stream-without-cursor``, ``revoked-stream-ends`` --
+  no row of the ``breaches`` frame names them: the shells record the moment one
+  breaks (an event sent on a stream at or below an id already sent on it, a
+  cursor moving back, an event handed to the application again; a connected
+  client without a cursor hearing a message on its stream; a revoked stream
+  still open once its re-check was fed to the session);
 * ``convergence`` -- when the run lasts long enough after its last fault
   (:func:`settle_time`), every client ends live and in sync, or ``failed``;
   clients whose background sleep ended too late are left out, and background
@@ -32,6 +38,9 @@ from model.invariants import (
     DETECTION_BOUND,
     FAILED_ONLY_AFTER_MAX,
     NO_SILENT_STALE,
+    NO_STREAM_WITHOUT_CURSOR,
+    ORDERED_DELIVERY,
+    REVOKED_STREAM_ENDS,
 )
 from sims.des.settings import Settings
 
@@ -121,6 +130,12 @@ def violations(result: Result) -> dict[str, str]:
                                           "the faults' windows"))
     if problems:
         out[DETECTION_BOUND] = "; ".join(problems)
+
+    breaches = frames["breaches"]
+    for name in (ORDERED_DELIVERY, NO_STREAM_WITHOUT_CURSOR, REVOKED_STREAM_ENDS):
+        rows = breaches[breaches["invariant"] == name]
+        if len(rows):
+            out[name] = _first(rows.drop(columns="invariant"), "breaches")
 
     quiet_from = max(result.scenario.last_fault_end, s.startup)
     if s.duration - quiet_from >= settle_time(s) and s.drop_rate_per_h == 0:

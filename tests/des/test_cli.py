@@ -60,10 +60,11 @@ def test_metrics_that_do_not_apply_are_null(capsys: pytest.CaptureFixture[str]) 
 def test_flags_and_fixes_reach_the_run(capsys: pytest.CaptureFixture[str]) -> None:
     data = simulate_json(capsys, "subscriber-silent-death", "--clients", "30", "--replicas", "2",
                          "--duration", "900", "--without", "subscriber-health",
+                         "--without", "head-probe",  # the probe would mask the dead subscriber
                          "--policy", "full", "--fault", "network.drop(at=100, fraction=0.5)",
                          "--set", "publish_rate=0.1")
     assert data["replicas"] == 2
-    assert data["fixes"] == "all,-subscriber-health"
+    assert data["fixes"] == "all,-subscriber-health,-head-probe"
     metrics = data["metrics"]
     assert isinstance(metrics, dict)
     assert metrics["silent_stale_seconds_total"] > 0
@@ -86,8 +87,11 @@ def test_table_and_parquet_files(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_check_exits_1_when_an_invariant_breaks(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["simulate", "subscriber-silent-death", "--clients", "30", "--duration", "900"]
     assert main([*argv, "--check"]) == 0
-    assert main([*argv, "--check", "--without", "F4"]) == 1
+    assert main([*argv, "--check", "--without", "F4", "--without", "head-probe"]) == 1
     assert "no-silent-stale" in capsys.readouterr().out
+    # with the head probe on, data still arrives, but the death is never detected
+    assert main([*argv, "--check", "--without", "F4"]) == 1
+    assert "detection-bound" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [
