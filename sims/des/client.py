@@ -177,7 +177,7 @@ class Client:
         self.wake_at = 0.0
         self.last_input_at = 0.0
         self.applied = 0  #: every seq up to this is applied
-        self.page_loaded = False  #: the page's own load is done (at its first stream's open)
+        self.page_loaded = False  #: the page's own load is done (its first stream opened)
         self.beyond: list[int] = []  #: applied seqs above a hole (only ever after a bug)
         self.rehydrate_token = 0
         self.rehydrate_lost = False
@@ -352,11 +352,12 @@ class Client:
                 self.mismatch = gap
 
     def page_load(self, head: int) -> None:
-        """A stream of this tab read the topic's head: the first time, the page holds it.
+        """A stream of this tab opened at ``head``: the first time, the page holds it.
 
         The same assumption as ``model.world``: the page's own load (what the app
         loaded before its first stream) is everything committed up to the head read
-        for that first stream, so only what happens after it can go missing.
+        for the first stream that opens (the client hears it open), so only what
+        happens after that can go missing.
         """
         if not self.page_loaded:
             self.page_loaded = True
@@ -424,6 +425,7 @@ class Client:
                 feed(cm.HeartbeatReceived(now=now))
             elif code == OPENED:
                 conn.opened = True
+                self.page_load(conn.head_read)
                 feed(cm.StreamOpened(now=now))
             elif code == TRUNCATED:
                 conn.signals -= 1

@@ -559,7 +559,7 @@ class Replica:
                 return
             head, floor = payload
             now = env.now
-            conn.client.page_load(head)
+            conn.head_read = head
             feed(session, sm.Open(now=now, last_event_id=conn.last_event_id,
                                   topic=sm.TopicHead(0, head, floor)), opened=True)
             pending = session.pending

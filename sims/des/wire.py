@@ -43,8 +43,8 @@ OPENED, EVENT, HEARTBEAT, TRUNCATED, REPLAY_FAILED, REFUSED, ANNOUNCED = range(7
 class Conn:
     """One stream attempt: the client's end, the wire, and the replica's session."""
 
-    __slots__ = ("client", "cursorless", "dead", "detect", "heard", "held", "last_event_id", "last_sent",
-                 "opened", "session", "signals", "stalled", "virtual", "wire")
+    __slots__ = ("client", "cursorless", "dead", "detect", "head_read", "heard", "held",
+                 "last_event_id", "last_sent", "opened", "session", "signals", "stalled", "virtual", "wire")
 
     def __init__(self, client: Client, last_event_id: EventId | None) -> None:
         self.client = client
@@ -60,6 +60,7 @@ class Conn:
         self.detect: list[Any] | None = None  #: detection row of a silent fault
         self.last_sent = -1  #: the highest id the session sent on it (an event or the head)
         self.heard = False  #: a message (not the open itself) reached the client
+        self.head_read = 0  #: the topic head its session opened at
         self.cursorless = False  #: no-stream-without-cursor already recorded for it
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from model.invariants import BOUNDED_COUNTER, BOUNDED_REPLAY, NO_SILENT_STALE
+from model.invariants import (
+    BOUNDED_COUNTER,
+    BOUNDED_REPLAY,
+    NO_SILENT_STALE,
+    NO_STREAM_WITHOUT_CURSOR,
+    REVOKED_STREAM_ENDS,
+)
+from sims.des.run import Result
 from sims.des.scenarios import PRESETS
 from sims.des.verdict import violations
 
@@ -107,3 +114,53 @@ def test_long_replica_outage_without_f5_retries_forever() -> None:
     assert off.metrics["failed_clients"] is None  # cannot fail: does not apply
     assert off.metrics["max_reconnect_attempts"] > max_attempts
     assert violations(on) == {}
+
+
+def _lost_publish(without: list[str]) -> Result:
+    # quiet topics, so a lost publish is not repaired by the topic's next event
+    return run("steady", without=without, clients=20, topics=4, publish_rate=0.005,
+               duration=600.0, faults=["redis.publish_lost(at=200, count=3)"])
+
+
+def test_publish_lost_without_head_probe_leaves_clients_silently_stale() -> None:
+    on, off = _lost_publish([]), _lost_publish(["head-probe"])
+    s = on.scenario.settings
+    assert violations(on) == {}
+    assert on.metrics["silent_stale_seconds_total"] == 0.0
+    assert (on.frames["queries"]["kind"] == "probe").any()
+    # a lost publish reaches every open stream within one probe interval plus one replay
+    stale = on.frames["stale"]
+    assert (stale["seconds"] <= s.probe_interval + s.reconnect_allowance).all()
+    assert off.metrics["silent_stale_seconds_total"] > 0
+    assert NO_SILENT_STALE in violations(off)
+    assert not (off.frames["queries"]["kind"] == "probe").any()  # off: no head queries
+
+
+def _first_stream_dropped(without: list[str]) -> Result:
+    # every tab connects within the first second; all streams drop at 0.5 s, before any
+    # event, while events are published fast enough to fall into the reconnect's gap
+    return run("steady", without=without, clients=20, topics=2, publish_rate=2.0,
+               startup=1.0, duration=300.0, faults=["network.drop(at=0.5, fraction=1.0)"])
+
+
+def test_first_stream_dropped_without_announce_head_loses_events() -> None:
+    on, off = _first_stream_dropped([]), _first_stream_dropped(["announce-head"])
+    assert violations(on) == {}
+    assert {NO_SILENT_STALE, NO_STREAM_WITHOUT_CURSOR} & set(violations(off))
+    assert off.metrics["silent_stale_seconds_total"] > 0
+
+
+def test_quiet_first_stream_without_announce_head_streams_without_a_cursor() -> None:
+    # no event at all: the first message a tab hears is a heartbeat, and it has no cursor
+    on = run("steady", clients=10, publish_rate=0.0, duration=120.0)
+    off = run("steady", without=["announce-head"], clients=10, publish_rate=0.0, duration=120.0)
+    assert NO_STREAM_WITHOUT_CURSOR not in violations(on)
+    assert NO_STREAM_WITHOUT_CURSOR in violations(off)
+
+
+def test_revoked_stream_ends_only_with_reauthorize() -> None:
+    revoke = ["auth.revoke(at=100, fraction=0.5)"]
+    on = run("steady", clients=20, duration=300.0, faults=revoke)
+    off = run("steady", without=["reauthorize"], clients=20, duration=300.0, faults=revoke)
+    assert REVOKED_STREAM_ENDS not in violations(on)
+    assert REVOKED_STREAM_ENDS in violations(off)
