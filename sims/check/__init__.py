@@ -48,6 +48,11 @@ How it works.
   shrinks along edges and is the same in every state of a strongly connected
   component, and the two readings agree.
 
+The cyclic garbage collector is off while a search runs (in this process and in
+forked workers): states are tuples without cycles, so a collection only
+rescans millions of live tuples to free nothing; it cost about 15 % of the
+time in the default world.
+
 Hash collisions: with 64-bit fingerprints the chance that two of a million
 states collide is about 3e-8; a collision could only hide states, never invent
 a counterexample (every trace is replayed and re-judged).
@@ -56,6 +61,7 @@ a counterexample (every trace is replayed and re-judged).
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import pstats
 import time
@@ -121,6 +127,8 @@ def check(
     if prof is not None:
         prof.enable()
     pool = open_pool(workers, config, options, scheduler)
+    collecting = gc.isenabled()
+    gc.disable()  # see quiet_collector()
     try:
         ex = explore(pool, max_states=max_states, max_depth=max_depth, stop_at_first=stop_at_first,
                      progress=progress)
@@ -144,6 +152,8 @@ def check(
                 covered |= part
     finally:
         pool.close()
+        if collecting:
+            gc.enable()
     if prof is not None:
         prof.disable()
     seconds = time.perf_counter() - started

@@ -145,6 +145,7 @@ class Canon:
         self._rest: dict[tuple[Any, Perm], int] = {}
         self._clients0: dict[Any, int] = {}  #: the identity permutation's, keyed by value alone
         self._replicas0: dict[Any, int] = {}
+        self._rest0: dict[Any, int] = {}
 
     def _client(self, slot: Any, perm: Perm) -> int:
         code = self._clients.get((slot, perm))
@@ -169,29 +170,26 @@ class Canon:
         if self.replica_symmetry:
             return self._fingerprint_permuted(s)
         rest = self._rest_of(s)
-        rest_codes = self._rest
-        code = rest_codes.get((rest, ()))
+        code = self._rest0.get(rest)
         if code is None:
-            code = self._rest_code(rest, ())
+            code = self._rest0[rest] = self._rest_code(rest, ())
         known_clients = self._clients0
-        clients = []
         slots: tuple[Any, ...] = s[self._at_clients]  # type: ignore[assignment]
-        for slot in slots:
-            c = known_clients.get(slot)
-            if c is None:
-                c = known_clients[slot] = self._client(slot, ())
-            clients.append(c)
+        clients: list[Any] = [known_clients.get(slot) for slot in slots]
+        if None in clients:
+            clients = [self._client(slot, ()) for slot in slots]
+            for slot, c in zip(slots, clients, strict=True):
+                known_clients[slot] = c
         if self.client_symmetry:
             clients.sort()
         known_replicas = self._replicas0
-        replicas = []
         reps: tuple[Any, ...] = s[self._at_replicas]  # type: ignore[assignment]
-        for rep in reps:
-            r = known_replicas.get(rep)
-            if r is None:
-                r = known_replicas[rep] = self._replica(rep, ())
-            replicas.append(r)
-        return hash((code, tuple(replicas), tuple(clients)))
+        replicas: list[Any] = [known_replicas.get(rep) for rep in reps]
+        if None in replicas:
+            replicas = [self._replica(rep, ()) for rep in reps]
+            for rep, r in zip(reps, replicas, strict=True):
+                known_replicas[rep] = r
+        return hash((code, *replicas, -1, *clients))
 
     def _fingerprint_permuted(self, s: State) -> int:
         rest = self._rest_of(s)

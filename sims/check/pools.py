@@ -9,6 +9,7 @@ someone else runs (``--scheduler``). No pool starts, scales or watches machines.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import multiprocessing.connection
 import traceback
@@ -60,6 +61,7 @@ class LocalPool:
 
 def _serve(conn: multiprocessing.connection.Connection, index: int, count: int,
            config: WorldConfig, options: dict[str, Any]) -> None:
+    gc.disable()  # states are acyclic tuples: a collection would rescan them to free nothing
     part = Partition(index, count, config, options)
     while True:
         try:
