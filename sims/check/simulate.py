@@ -31,7 +31,7 @@ from sims.check.coverage import Item, coverage_of, summarize
 from sims.check.result import Key, Violation
 from sims.check.trace import steps_of
 
-__all__ = ["SimulationResult", "shrink", "simulate"]
+__all__ = ["SimulationResult", "reproduces", "shrink", "simulate"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _batch(config: WorldConfig, seeds: Sequence[int], depth: int
     return covered, steps, found
 
 
-def _reproduces(config: WorldConfig, keys: Sequence[Key], name: str) -> list[Key] | None:
+def reproduces(config: WorldConfig, keys: Sequence[Key], name: str) -> list[Key] | None:
     """The shortest prefix of ``keys`` that replays to a state breaking ``name``, or None."""
     state = initial(config)
     for n, key in enumerate(keys):
@@ -111,14 +111,14 @@ def _reproduces(config: WorldConfig, keys: Sequence[Key], name: str) -> list[Key
 
 def shrink(config: WorldConfig, keys: Sequence[Key], name: str) -> list[Key]:
     """Delta-debug ``keys`` to a short list still replaying to a violation of ``name``."""
-    best = _reproduces(config, keys, name)
+    best = reproduces(config, keys, name)
     if best is None:
         raise ValueError(f"the steps do not reproduce {name}")
     chunks = 2
     while len(best) >= 2:
         size = max(1, len(best) // chunks)
         for start in range(0, len(best), size):
-            shorter = _reproduces(config, best[:start] + best[start + size:], name)
+            shorter = reproduces(config, best[:start] + best[start + size:], name)
             if shorter is not None:
                 best = shorter
                 chunks = max(chunks - 1, 2)
