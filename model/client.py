@@ -569,7 +569,12 @@ def _on_heartbeat_timer(cfg: ClientConfig, s: ClientState, e: ClientInput
         return n, acts
     if s.status is Status.WAITING:
         acts.append(CancelTimer(timer=BACKOFF))
-    n = _open(cfg, _close(n, acts), e.now, acts, count=False)
+    n = _owe_snapshot_if_cursorless(cfg, _close(n, acts))
+    if n.rehydration is Rehydration.RETRY:  # announce-head's rule holds on this path too
+        acts.append(StartRehydrate(head_first=cfg.fixes.head_before_snapshot))
+        n = n._replace(status=Status.CONNECTING, rehydration=Rehydration.RUNNING)
+    else:
+        n = _open(cfg, n, e.now, acts, count=False)
     return _status(n, s, acts), acts
 
 

@@ -220,6 +220,12 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
             # keeps re-arming without reconnecting covers nothing)
             stream_detector = stream_detector or (
                 slot.heartbeat_left >= 0 and stream.stalled_for <= stall_bound(cfg))
+        if stream.phase is StreamPhase.REGISTERED:
+            for seq in stream.early:
+                flight |= _bit(seq)
+            for msg in s.replicas[stream.replica].queue:
+                if msg > 0:
+                    flight |= _bit(msg)
         if stream.phase is not StreamPhase.OPEN:
             continue
         for frame, seq in stream.wire:

@@ -227,9 +227,13 @@ def _redis_delivers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
         if msg > 0:
             for i, slot in enumerate(s.clients):
                 for k, stream in enumerate(slot.streams):
-                    if (stream.replica == r and stream.phase is StreamPhase.OPEN
-                            and stream.session is not None):
+                    if stream.replica != r:
+                        continue
+                    if stream.phase is StreamPhase.OPEN and stream.session is not None:
                         feed_session(ctx, i, k, se.LiveEvent(seq=msg))
+                    elif stream.phase is StreamPhase.REGISTERED and _registered_hears_live():
+                        set_stream(ctx, i, k, ctx.clients[i].streams[k]._replace(
+                            early=(*stream.early, msg)))
             yield _t(Kind.DELIVER, r, ctx.state(s), msg, variant="event", ctx=ctx)
         else:
             feed_subscriber(ctx, r, sb.SentinelReceived(token=-msg))
@@ -292,6 +296,9 @@ def _replica_goes_down(cfg: WorldConfig, s: State) -> Iterator[Transition]:
                 if stream.replica == r and stream.phase is StreamPhase.OPEN:
                     close_stream(ctx, i, k)
                     feed_client(ctx, i, cl.StreamClosed(reason="replica down"))
+                elif stream.replica == r and stream.phase is StreamPhase.REGISTERED:
+                    close_stream(ctx, i, k)  # it never answered: the attempt fails
+                    feed_client(ctx, i, cl.StreamFailed(reason="replica down"))
         yield _t(Kind.REPLICAS_DOWN, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
@@ -321,8 +328,8 @@ def _laptops_wake(cfg: WorldConfig, s: State) -> Iterator[Transition]:
 
 
 def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
-    """A replica that is up accepts a connecting stream (or, none up, it is refused)."""
-    db = s.db
+    """A replica that is up takes a connecting stream and registers it for live fan-out
+    (or, none up, it is refused). Its head is read, and its session opened, next."""
     any_up = any(not rep.down for rep in s.replicas)
     for i, slot in _awake(s):
         for k, stream in enumerate(slot.streams):
@@ -332,20 +339,54 @@ def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
                 if rep.down:
                     continue
                 ctx = Ctx(cfg, s)
-                if not slot.page_loaded:  # the page's load: the state as of this head
-                    ctx.clients[i] = slot._replace(page_loaded=True,
-                                                   applied=slot.applied | db.committed)
-                set_stream(ctx, i, k, stream._replace(replica=r, phase=StreamPhase.OPEN,
-                                                       session=se.initial()))
-                topic = se.TopicHead(0, db.head, db.floor)
-                feed_session(ctx, i, k, se.Open(last_event_id=stream.cursor, topic=topic))
-                feed_client(ctx, i, cl.StreamOpened())
+                set_stream(ctx, i, k, stream._replace(replica=r, phase=StreamPhase.REGISTERED,
+                                                       early=(), head_read=_head_at_register(s)))
                 yield _t(Kind.ACCEPT, i, ctx.state(s), r, ctx=ctx)
             if not any_up:
                 ctx = Ctx(cfg, s)
                 close_stream(ctx, i, k)
                 feed_client(ctx, i, cl.StreamFailed(reason="connection refused"))
                 yield _t(Kind.REFUSE, i, ctx.state(s), ctx=ctx)
+
+
+def _opens(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+    """The replica reads the topic head, opens the session, feeds it what arrived early.
+
+    The service's order (``service/stream.py``): register for live fan-out first, read
+    the head second, open third; an event committed in between is both at most the head
+    and in the early buffer, and the session drops the duplicate.
+    """
+    db = s.db
+    for i, slot in _awake(s):
+        for k, stream in enumerate(slot.streams):
+            if stream.phase is not StreamPhase.REGISTERED:
+                continue
+            ctx = Ctx(cfg, s)
+            if not slot.page_loaded:  # the page's load: the state as of this head
+                ctx.clients[i] = slot._replace(page_loaded=True, applied=slot.applied | db.committed)
+            topic = _open_head(stream, db)
+            set_stream(ctx, i, k, stream._replace(phase=StreamPhase.OPEN, session=se.initial(),
+                                                   early=(), head_read=-1))
+            feed_session(ctx, i, k, se.Open(last_event_id=stream.cursor, topic=topic))
+            for seq in stream.early:
+                feed_session(ctx, i, k, se.LiveEvent(seq=seq))
+            feed_client(ctx, i, cl.StreamOpened())
+            yield _t(Kind.OPEN, i, ctx.state(s), stream.replica, topic.head, ctx=ctx)
+
+
+def _registered_hears_live() -> bool:
+    """Whether a registered stream is already fanned out live (the service's order: yes)."""
+    return True
+
+
+def _head_at_register(s: State) -> int:
+    """A head read before registering: none in the service's order (-1)."""
+    return -1
+
+
+def _open_head(stream: Stream, db: Db) -> se.TopicHead:
+    """The topic row an opening session is given: read now, after registering."""
+    return se.TopicHead(0, db.head, db.floor)
 
 
 def _replays(cfg: WorldConfig, s: State) -> Iterator[Transition]:
@@ -652,6 +693,7 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.POSTGRES_PRUNE, _retention_prunes),
     (Kind.WAKE, _laptops_wake),
     (Kind.ACCEPT, _accepts),
+    (Kind.OPEN, _opens),
     (Kind.REPLAY, _replays),
     (Kind.POSTGRES_REPLAY_FAILS, _replay_fails),
     (Kind.RECEIVE, _receives),

@@ -66,6 +66,8 @@ class StreamPhase(_Fast):
     """Where a client's stream is on the network."""
 
     CONNECTING = "connecting"  #: sent, not yet accepted by a replica
+    REGISTERED = "registered"  #: a replica took it and subscribed it to live fan-out; the
+    #: head is not read yet, live events wait in ``Stream.early``
     OPEN = "open"  #: a replica runs a session for it
     STALLED = "stalled"  #: silently dead: the server side is gone, the client hears nothing
 
@@ -130,6 +132,7 @@ class Kind(_Fast):
     RECEIVE = "receive"
     REPLAY = "replay"
     ACCEPT = "accept"
+    OPEN = "open"
     REFUSE = "refuse"
     DELIVER = "deliver"
     RECONNECT = "reconnect"
@@ -212,6 +215,7 @@ SENTENCES: dict[tuple[Kind, str], str] = {
     (Kind.REPLICA_UP, ""): "replica {actor} comes back up",
     (Kind.WAKE, ""): "client {actor}: laptop wakes",
     (Kind.ACCEPT, ""): "replica {0} accepts client {actor}'s stream",
+    (Kind.OPEN, ""): "replica {0} reads the head ({1}) and opens client {actor}'s stream",
     (Kind.REFUSE, ""): "client {actor}'s connection is refused",
     (Kind.REPLAY, ""): "postgres: replay for client {actor} returns rows [{0}]",
     (Kind.RECEIVE, "event"): "client {actor} receives event {0}",
@@ -343,6 +347,8 @@ class Stream(NamedTuple):
     stalled_for: int = 0  #: ticks since it went silent (stalled), capped past the stall bound
     revoked: bool = False  #: its token was revoked (or expired) while it streamed
     revoked_for: int = -1  #: ticks since a re-check told its session (-1: not told yet)
+    early: tuple[int, ...] = ()  #: live seqs fanned out to it before its session opened
+    head_read: int = -1  #: a head read before registering (only a head-first order does)
 
 
 class PendingSnapshot(NamedTuple):

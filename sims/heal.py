@@ -39,7 +39,7 @@ __all__ = ["HEAL_PRIORITY", "HealResult", "default_budget", "heal", "settled"]
 HEAL_PRIORITY: tuple[Kind, ...] = (
     Kind.WAKE, Kind.REPLICA_UP, Kind.RECONNECT, Kind.TIMER, Kind.PROBE, Kind.REAUTH,
     Kind.SNAPSHOT, Kind.RECEIVE,
-    Kind.REPLAY, Kind.ACCEPT, Kind.REFUSE, Kind.DELIVER, Kind.PUBLISH, Kind.RETRY, Kind.TICK,
+    Kind.REPLAY, Kind.ACCEPT, Kind.OPEN, Kind.REFUSE, Kind.DELIVER, Kind.PUBLISH, Kind.RETRY, Kind.TICK,
     Kind.TRIGGER,
 )
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 from model import client as cl
 from model import session as se
 from model import subscriber as sb
+from model import world as wd
 from model.core import Action, EventId, Log, StartTimer
 from model.fixes import Fixes
 from model.world import WorldConfig
@@ -98,6 +99,8 @@ class Mutant:
     probe: Callable[[], object]  #: a few inputs through ``step``; must differ once mutated
     #: fixes that would mask the bug (defence in depth, as ``FixInfo.also_off``), switched off
     masked_by: tuple[str, ...] = ()
+    #: fault kinds left out of its world (the bug a masking fix exists for would come first)
+    without_faults: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,9 +423,32 @@ def _probe_sentinel() -> object:
     return s, tuple(acts)
 
 
+# ---------------------------------------------------------------- world (shell order) mutants
+
+
+def _not_registered_yet() -> bool:
+    """A stream taken by a replica hears no live events until its session opens."""
+    return False
+
+
+def _head_read_first(s: wd.State) -> int:
+    """The head is read when the stream is taken, before it is registered for live events."""
+    return s.db.head
+
+
+def _open_with_head_read_first(stream: wd.Stream, db: wd.Db) -> se.TopicHead:
+    """The session opens at the head read before registering."""
+    return se.TopicHead(0, stream.head_read, db.floor)
+
+
+def _probe_head_first() -> object:
+    s = wd.initial(wd.WorldConfig())
+    return (wd._registered_hears_live(), wd._head_at_register(s))
+
+
 # ---------------------------------------------------------------- the catalogue
 
-_SE, _CL, _SB = "model.session", "model.client", "model.subscriber"
+_SE, _CL, _SB, _WD = "model.session", "model.client", "model.subscriber", "model.world"
 
 #: Every mutant, in the order the table prints them.
 CATALOGUE: tuple[Mutant, ...] = (
@@ -473,6 +499,13 @@ CATALOGUE: tuple[Mutant, ...] = (
     Mutant("stream-never-closed", _CL, "_close",
            "the client forgets its stream without closing it, then opens another",
            (Swap(cl, "_close", _close_without_closing),), _probe_heartbeat),
+    Mutant("head-read-before-register", _WD, "_registered_hears_live, _head_at_register, _open_head",
+           "a replica reads the head before it registers the stream for live fan-out (the "
+           "service's open order reversed): an event published in between is lost",
+           (Swap(wd, "_registered_hears_live", _not_registered_yet),
+            Swap(wd, "_head_at_register", _head_read_first),
+            Swap(wd, "_open_head", _open_with_head_read_first)), _probe_head_first,
+           masked_by=("head-probe",), without_faults=("redis.publish_lost",)),
     Mutant("sentinel-deadline-never-armed", _SB, "TRANSITIONS[*, TimerFired] (_on_timer)",
            "sentinels are published but their round-trip deadline is never armed",
            (Swap(sb, "_on_timer", _sentinel_without_deadline),), _probe_sentinel),
@@ -498,7 +531,8 @@ def by_name(name: str) -> Mutant:
 def default_config(mutant: Mutant | None = None) -> WorldConfig:
     """The world a mutant is checked in: default bounds, all fixes on but those that mask it."""
     masked = mutant.masked_by if mutant is not None else ()
-    return WorldConfig(fixes=Fixes.all().without(*masked) if masked else Fixes.all())
+    return WorldConfig(fixes=Fixes.all().without(*masked) if masked else Fixes.all(),
+                       without_faults=mutant.without_faults if mutant is not None else ())
 
 
 # ---------------------------------------------------------------- running

@@ -87,7 +87,7 @@ def test_liveness_finds_a_dead_subscriber_never_detected() -> None:
     result = check(config, only=["bounded-counter"])
     (violation,) = [v for v in result.violations if v.kind == "liveness"]
     assert violation.invariant == "detection-bound"
-    assert violation.trace[0] == "redis: subscriber of replica 0 dies silently"
+    assert "redis: subscriber of replica 0 dies silently" in violation.trace
 
 
 def test_liveness_holds_with_the_fix_on() -> None:

@@ -276,7 +276,8 @@ class WorldMachine(RuleBasedStateMachine):
 
     publish = _kind_rule("publish", "A publisher takes an id, commits, or publishes to Redis.")
     deliver = _kind_rule("deliver", "Redis delivers the next message (event or sentinel) to a replica.")
-    accept = _kind_rule("accept", "A replica accepts a client's stream (the load balancer picks it).")
+    accept = _kind_rule("accept", "A replica takes a client's stream and registers it for live fan-out.")
+    open = _kind_rule("open", "The replica reads the head and opens the stream's session.")
     refuse = _kind_rule("refuse", "A connection attempt is refused: no replica is up.")
     replay = _kind_rule("replay", "Postgres answers a running replay query.")
     receive = _kind_rule("receive", "A client receives the next frame on its stream.")
