@@ -19,6 +19,7 @@ from model import client as cl
 from model import session as se
 from model import subscriber as sb
 from model.core import Action, CancelTimer, Log, StartTimer, dispatch, ignore
+from model.delivery import cursor_moved_back, delivered_again, sent_out_of_order
 from model.witness import AttemptsWitness, observe
 from model.world_state import (
     NO_FLAGS,
@@ -98,13 +99,13 @@ def feed_client(ctx: Ctx, i: int, event: cl.ClientInput) -> None:
     if isinstance(event, cl.RehydrateDone):
         recovering = False
     was, now = old.last_event_id, m.last_event_id
-    if was is not None and now is not None and now.epoch == was.epoch and now.seq < was.seq:
+    if was is not now and cursor_moved_back(was, now):
         flags |= Flag.CURSOR_BACKWARDS
     top = was.seq if was is not None else -1
     for act in acts:
         if act.__class__ is cl.Deliver:
             assert isinstance(act, cl.Deliver)
-            if act.event_id.seq <= top:
+            if delivered_again(top, act.event_id.seq):
                 flags |= Flag.APPLIED_TWICE
             top = act.event_id.seq
     heard = bool(slot.streams) and slot.streams[-1].heard
@@ -192,7 +193,7 @@ def _wire(ctx: Ctx, i: int, k: int, frame: Frame, seq: int) -> None:
     stream = ctx.clients[i].streams[k]
     stream = stream._replace(wire=(*stream.wire, (frame, seq)))
     if frame is Frame.EVENT or frame is Frame.HEAD:
-        if frame is Frame.EVENT and seq <= stream.last_sent:
+        if frame is Frame.EVENT and sent_out_of_order(stream.last_sent, seq):
             slot = ctx.clients[i]
             ctx.clients[i] = slot._replace(flags=slot.flags | Flag.STREAM_OUT_OF_ORDER)
         stream = stream._replace(last_sent=max(seq, stream.last_sent))

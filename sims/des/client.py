@@ -28,6 +28,7 @@ import simpy
 
 from model import client as cm
 from model.core import CancelTimer, EventId, Log, StartTimer, dispatch
+from model.delivery import cursor_moved_back, delivered_again
 from model.invariants import NO_STREAM_WITHOUT_CURSOR, ORDERED_DELIVERY
 from model.witness import AttemptsWitness, observe
 from sims.des.context import Context
@@ -327,16 +328,16 @@ class Client:
         st, actions = _client_step(shell.cfg, old, inp)
         self.state = st
         was, now = old.last_event_id, st.last_event_id
-        if was is not now and was is not None and now is not None:
-            if now.epoch == was.epoch and now.seq < was.seq:
-                shell.observer.breach(ORDERED_DELIVERY, self.idx,
-                                      f"cursor moved back from {was.seq} to {now.seq}")
+        if was is not now and cursor_moved_back(was, now):
+            assert was is not None and now is not None
+            shell.observer.breach(ORDERED_DELIVERY, self.idx,
+                                  f"cursor moved back from {was.seq} to {now.seq}")
         if actions:
             top = was.seq if was is not None else -1
             for a in actions:
                 if a.__class__ is _Deliver:
                     seq = a.event_id.seq
-                    if seq <= top:
+                    if delivered_again(top, seq):
                         shell.observer.breach(ORDERED_DELIVERY, self.idx,
                                               f"event {seq} handed to the application again")
                     top = seq

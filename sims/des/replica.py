@@ -60,6 +60,7 @@ import simpy
 from model import session as sm
 from model import subscriber as subm
 from model.core import CancelTimer, Log, StartTimer, dispatch
+from model.delivery import sent_out_of_order
 from model.invariants import ORDERED_DELIVERY, REVOKED_STREAM_ENDS
 from sims.des.context import Context
 from sims.des.observer import FINE
@@ -169,7 +170,7 @@ def _send(shell: Sessions, session: Session, frames: list[tuple[Any, ...]], a: s
     conn = session.conn
     if not conn.dead:
         seq = a.event_id.seq
-        if seq <= conn.last_sent:  # the world's STREAM_OUT_OF_ORDER (model.world_shell._wire)
+        if sent_out_of_order(conn.last_sent, seq):  # one rule: model.delivery
             shell.observer.breach(ORDERED_DELIVERY, session.client.idx,
                                   f"event {seq} sent after {conn.last_sent} on one stream")
         else:
