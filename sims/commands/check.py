@@ -11,7 +11,7 @@ from model.invariants import SAFETY
 from model.world import WorldConfig
 from sims.check import CheckResult, Progress, Step, Violation, check
 from sims.check.simulate import simulate
-from sims.commands._args import fix_name, non_negative_int, positive_int
+from sims.commands._args import add_without, non_negative_int, positive_int
 
 __all__ = ["format_result", "register", "run", "to_dot"]
 
@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="client reconnect maximum (%(default)s)")
     p.add_argument("--replay-limit", type=positive_int, default=_DEFAULTS.replay_limit,
                    help="replay row limit (%(default)s)")
-    p.add_argument("--without", type=fix_name, action="append", default=[], metavar="FIX",
-                   help="switch a fix off (name or F1..F5; repeatable)")
+    add_without(p)
     p.add_argument("--no-symmetry", action="store_true", help="do not merge states that differ "
                    "only by which client or replica is which")
     p.add_argument("--no-client-symmetry", action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sims.commands._args import fix_name
+from sims.commands._args import add_without
 
 __all__ = ["register", "run"]
 
@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-nodes", type=int, default=300_000, help="search bound (%(default)s)")
     p.add_argument("--coverage", action="store_true",
                    help="also list the world kinds and machine pairs the traces exercised")
-    p.add_argument("--without", type=fix_name, metavar="FIX",
-                   help="replay the counterexample for this fix on the live stack")
+    add_without(p, effect="replay the checker's counterexample for that fix (one) on the "
+                   "live stack, with it off and on")
     p.add_argument("--publishers", type=int, default=None,
                    help="publishers in the checker's world for --without (default: the fix's "
                         "own world in model.fixes)")
@@ -39,8 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Run what the arguments ask for; return the exit status."""
+    if len(args.without) > 1:
+        print("sselab conform: error: --without takes one fix (its counterexample is replayed); "
+              f"got {', '.join(args.without)}", file=sys.stderr)
+        return 2
     if args.without:
-        return _stack(args.without, args.publishers)
+        return _stack(args.without[0], args.publishers)
     if not args.traces:
         print("sselab conform: error: give TRACE files or --without FIX", file=sys.stderr)
         return 2
