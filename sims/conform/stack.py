@@ -35,6 +35,8 @@ accept (snapshot later)  the snapshot's second read will wait at a proxy before
 receive (snapshot next)  wait until that read is held (the rehydration runs)
 snapshot                 release both: the read completes, then the frames
 accept / refuse          the client starts (its first attempt), then progress
+open                     nothing more: the server registers the stream for live
+                         fan-out, reads the head and opens it within one accept
 other progress           happens on its own: wait for quiescence
 =======================  =====================================================
 
@@ -404,6 +406,8 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 elif pg_proxy is not None and pg_proxy.held:
                     pg_proxy.cut()  # the held replay's connection breaks: the query fails
                     pg_proxy.release()
+            elif kind is Kind.OPEN:
+                continue  # the real server registers, reads the head and opens in one accept
             elif kind in (Kind.ACCEPT, Kind.REFUSE) and client is None:
                 if Kind.POSTGRES_REPLAY_FAILS in kinds[n:] and Kind.PROBE not in kinds[n:]:
                     locker = await psycopg.AsyncConnection.connect(it.DATABASE_URL)
@@ -417,7 +421,9 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                     if not epoch:
                         epoch.append((await store.topic_head(user)).epoch)
                     start = EventId(epoch[0], 0)
-                drop_next = kinds[n + 1:n + 2] == [Kind.NETWORK_DROP]
+                # the world's register and open are one real accept: look past the open
+                drop_next = [k for k in kinds[n + 1:n + 3] if k is not Kind.OPEN][:1] == [
+                    Kind.NETWORK_DROP]
                 if drop_next:
                     # the world drops the stream before its first frame (the announced head)
                     # reached the client: that frame waits at the proxy and dies with the link
