@@ -47,6 +47,7 @@ class TcpProxy:
         self._stalled = False
         self._hold: bytes | None = None
         self._holding = False
+        self._split = False
         self._released = asyncio.Event()
         self.held = 0  #: link directions waiting for :meth:`release` right now
         self._links: set[_Link] = set()
@@ -77,10 +78,14 @@ class TcpProxy:
         """Forward new connections again; connections stalled so far stay stalled."""
         self._loop.call_soon_threadsafe(setattr, self, "_stalled", False)
 
-    def hold(self, marker: bytes | None = None) -> None:
-        """Delay (never drop) every chunk, or only chunks containing ``marker``, until release()."""
+    def hold(self, marker: bytes | None = None, *, split: bool = False) -> None:
+        """Delay (never drop) every chunk, or only chunks containing ``marker``, until release().
+
+        ``split``: forward the bytes of a held chunk that come before ``marker`` at once (say
+        an HTTP response's headers that arrived in one read with the frame to hold).
+        """
         def apply() -> None:
-            self._hold, self._holding = marker, True
+            self._hold, self._holding, self._split = marker, True, split
             self._released.clear()
         self._loop.call_soon_threadsafe(apply)
 
@@ -150,6 +155,11 @@ class TcpProxy:
                 if link.stalled:
                     continue  # read and drop: the peer sees silence, not an error
                 if self._holding and (self._hold is None or self._hold in data):
+                    at = data.index(self._hold) if self._split and self._hold is not None else 0
+                    if at:
+                        writer.write(data[:at])
+                        await writer.drain()
+                        data = data[at:]
                     self.held += 1
                     try:
                         await self._released.wait()

@@ -114,44 +114,6 @@ ENDS = ("StreamClosed", "StreamFailed")
 HOLD_WAIT_S = 15.0
 
 
-def _split_proxy(host: str, port: int) -> Any:
-    """A :class:`~service.testing.proxy.TcpProxy` whose marker hold splits a chunk at the
-    marker: the bytes before it go on (an HTTP response's headers, so the client sees its
-    stream open), the rest waits. Under load the headers and the first frame can arrive
-    in one read, and holding both would turn the world's "accept" into a failed open."""
-    from service.testing.proxy import TcpProxy
-
-    class SplitProxy(TcpProxy):
-        async def _pump(self, link: Any, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                    if link.stalled:
-                        continue
-                    if self._holding and (self._hold is None or self._hold in data):
-                        at = data.index(self._hold) if self._hold is not None else 0
-                        if at:
-                            writer.write(data[:at])
-                            await writer.drain()
-                            data = data[at:]
-                        self.held += 1
-                        try:
-                            await self._released.wait()
-                        finally:
-                            self.held -= 1
-                    writer.write(data)
-                    await writer.drain()
-            except (OSError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                link.close()
-
-    return SplitProxy(host, port)
-
-
 class _DenyListReads:
     """The server's reads of one token's deny-list keys after its revocation, seen through
     Redis ``MONITOR``: its re-checks, whichever shell or machine makes them."""
@@ -288,7 +250,7 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
     snapshot_held = False  # the rehydration's second read is to wait at pg_proxy
     server = it.Server(ns, logs, env)
     server.start()
-    client_proxy = _split_proxy("127.0.0.1", server.port).start()
+    client_proxy = TcpProxy("127.0.0.1", server.port).start()
     store = Store(it.DATABASE_URL, ns)
     await store.open()
     bus = aredis.Redis.from_url(it.REDIS_URL)
@@ -427,13 +389,13 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 if drop_next:
                     # the world drops the stream before its first frame (the announced head)
                     # reached the client: that frame waits at the proxy and dies with the link
-                    client_proxy.hold(b"id: ")
+                    client_proxy.hold(b"id: ", split=True)
                 elif pg_proxy is not None and snapshot_kinds & set(kinds[n:]):
                     # The rehydration a later frame starts reads twice; its second read waits,
                     # and so do the client's event frames, until the world's "snapshot loaded".
                     pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
                                   else b"SELECT epoch, head FROM")
-                    client_proxy.hold(b"event: note")
+                    client_proxy.hold(b"event: note", split=True)
                     snapshot_held = True
                 timers = SleepableTimers()
                 client = Observed(
@@ -469,7 +431,7 @@ async def _run(steps: list[Step], invariant: str, fixes: Fixes, cfg: WorldConfig
                 if pg_proxy is not None and snapshot_kinds & set(kinds[n:]):
                     pg_proxy.hold(b"ORDER BY seq DESC" if fixes.head_before_snapshot
                                   else b"SELECT epoch, head FROM")
-                    client_proxy.hold(b"event: note")
+                    client_proxy.hold(b"event: note", split=True)
                     snapshot_held = True
                 if snap_path:  # the client has seen its stream end
                     await until("ended the client's stream",
