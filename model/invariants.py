@@ -80,6 +80,7 @@ from model.world import (
     WorldConfig,
     seqs,
 )
+from model.world_shell import machine_configs
 
 __all__ = [
     "BOUNDED_COUNTER",
@@ -212,8 +213,7 @@ def client_facts(cfg: WorldConfig, s: State, i: int) -> StaleFacts:
     stream_detector = False
     subscriber_detector = False
     probe_detector = False
-    scfg = cfg.session
-    subcfg = cfg.subscriber
+    _, scfg, subcfg = machine_configs(cfg)  # built once per config, not once per judgement
     for stream in slot.streams:
         if stream.phase is StreamPhase.STALLED or slot.asleep:
             # the monitor covers a silent stream only within its bound (a monitor that

@@ -85,6 +85,7 @@ from model.world_shell import (
     bit,
     close_stream,
     feed_client,
+    feed_replica_sessions,
     feed_session,
     feed_subscriber,
     set_stream,
@@ -592,12 +593,7 @@ def _probes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             continue
         ctx = Ctx(cfg, s)
         ctx.replicas[r] = rep._replace(probe_left=cfg.probe_period)
-        topic = se.TopicHead(0, s.db.head, s.db.floor)
-        for i, slot in enumerate(s.clients):
-            for k, stream in enumerate(slot.streams):
-                if (stream.replica == r and stream.phase is StreamPhase.OPEN
-                        and stream.session is not None):
-                    feed_session(ctx, i, k, se.HeadProbed(topic=topic))
+        feed_replica_sessions(ctx, r, se.HeadProbed(topic=se.TopicHead(0, s.db.head, s.db.floor)))
         yield _t(Kind.PROBE, r, ctx.state(s), s.db.head, ctx=ctx)
 
 

@@ -35,8 +35,8 @@ from model.world_state import (
     WorldConfig,
 )
 
-__all__ = ["Ctx", "bit", "close_stream", "feed_client", "feed_session", "feed_subscriber",
-           "set_stream", "ticks"]
+__all__ = ["Ctx", "bit", "close_stream", "feed_client", "feed_replica_sessions", "feed_session",
+           "feed_subscriber", "machine_configs", "set_stream", "ticks"]
 
 def ticks(at: float) -> int:
     return max(0, math.ceil(at))
@@ -53,7 +53,7 @@ class Ctx:
 
     def __init__(self, cfg: WorldConfig, s: State) -> None:
         self.cfg = cfg
-        self.ccfg, self.scfg, self.subcfg = _configs(cfg)
+        self.ccfg, self.scfg, self.subcfg = machine_configs(cfg)
         self.clients = list(s.clients)
         self.replicas = list(s.replicas)
         self.db = s.db
@@ -69,7 +69,9 @@ _CONFIG_CACHE: dict[int, tuple[WorldConfig, cl.ClientConfig, se.SessionConfig,
                                sb.SubscriberConfig]] = {}
 
 
-def _configs(cfg: WorldConfig) -> tuple[cl.ClientConfig, se.SessionConfig, sb.SubscriberConfig]:
+def machine_configs(cfg: WorldConfig) -> tuple[cl.ClientConfig, se.SessionConfig,
+                                                sb.SubscriberConfig]:
+    """The client, session and subscriber configs of ``cfg``, built once per config."""
     hit = _CONFIG_CACHE.get(id(cfg))
     if hit is None or hit[0] is not cfg:
         hit = (cfg, cfg.client, cfg.session, cfg.subscriber)
@@ -265,12 +267,16 @@ def _sub_health(ctx: Ctx, r: int, act: sb.HealthChanged) -> None:
         ctx.replicas[r] = ctx.replicas[r]._replace(dead_for=-1)
 
 
-def _sub_resync(ctx: Ctx, r: int, act: sb.ResyncStreams) -> None:
-    topic = se.TopicHead(0, ctx.db.head, ctx.db.floor)
+def feed_replica_sessions(ctx: Ctx, r: int, event: se.SessionInput) -> None:
+    """Feed ``event`` to the session of every open stream on replica ``r``."""
     for i, slot in enumerate(ctx.clients):
         for k, stream in enumerate(slot.streams):
             if stream.replica == r and stream.phase is StreamPhase.OPEN and stream.session is not None:
-                feed_session(ctx, i, k, se.Resync(topic=topic))
+                feed_session(ctx, i, k, event)
+
+
+def _sub_resync(ctx: Ctx, r: int, act: sb.ResyncStreams) -> None:
+    feed_replica_sessions(ctx, r, se.Resync(topic=se.TopicHead(0, ctx.db.head, ctx.db.floor)))
 
 
 #: How the world carries out each subscriber action.
