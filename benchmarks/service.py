@@ -10,7 +10,7 @@ load generator:
   BROADCAST_RATES (each event is STREAMS deliveries).
 
 Per step: deliveries per second, the p50/p99 publish-to-receive latency, the
-server's CPU share and **deliveries per CPU-second** (the cost of a delivery,
+server's CPU share, **deliveries per CPU-second** and the machine's load average (the cost of a delivery,
 whatever the machine's other load). The resilient app runs every fix; the ratio
 of the bare app's deliveries per CPU-second to its own is the price of
 resilience (``cpu_per_delivery_ratio``: 1.0 costs nothing). Then a reconnect
@@ -211,7 +211,9 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
                           "deliveries_per_s": round(delivered / (took - 1.0), 1),
                           "p50_ms": pct(sink, 0.5), "p99_ms": pct(sink, 0.99),
                           "server_cpu_share": round(cpu / took, 2),
-                          "deliveries_per_cpu_s": round(delivered / cpu) if cpu > 0 else None})
+                          "deliveries_per_cpu_s": round(delivered / cpu) if cpu > 0 else None,
+                          # the machine is shared: the 1/5/15-minute load when the step ended
+                          "loadavg": [round(x, 2) for x in os.getloadavg()]})
     return steps, readers
 
 
@@ -361,6 +363,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
               and (s["p99_ms"] or 1e9) < 100]
         return ok[-1]["publish_rate"] if ok else None
 
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["sustained_rate_p99_under_100ms"] = {
         "resilient": sustained(resilient["fanout"]), "bare": sustained(bare["fanout"])}
     return result
