@@ -120,7 +120,9 @@ from model.world_state import (
 from model.world_state import Arg as Arg
 
 __all__ = [
+    "CLIENT_ENABLERS",
     "ENABLERS",
+    "Memo",
     "PROGRESS_KINDS",
     "SENTENCES",
     "ClientSlot",
@@ -170,6 +172,7 @@ def initial(config: WorldConfig) -> State:
 # ---------------------------------------------------------------- enablers
 
 Enabler = Callable[[WorldConfig, State], Iterator[Transition]]
+ClientEnabler = Callable[[WorldConfig, State, int], Iterator[Transition]]
 
 
 def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
@@ -317,15 +320,15 @@ def _awake(s: State) -> Iterator[tuple[int, ClientSlot]]:
             yield i, slot
 
 
-def _laptops_wake(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _laptops_wake(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """A sleeping laptop wakes: every armed timer is due at once."""
-    for i, slot in enumerate(s.clients):
-        if slot.asleep:
-            ctx = Ctx(cfg, s)
-            ctx.clients[i] = slot._replace(asleep=False,
-                                           heartbeat_left=0 if slot.heartbeat_left >= 0 else -1,
-                                           backoff_left=0 if slot.backoff_left >= 0 else -1)
-            yield _t(Kind.WAKE, i, ctx.state(s), ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        ctx = Ctx(cfg, s)
+        ctx.clients[i] = slot._replace(asleep=False,
+                                       heartbeat_left=0 if slot.heartbeat_left >= 0 else -1,
+                                       backoff_left=0 if slot.backoff_left >= 0 else -1)
+        yield _t(Kind.WAKE, i, ctx.state(s), ctx=ctx)
 
 
 def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
@@ -350,7 +353,7 @@ def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
                 yield _t(Kind.REFUSE, i, ctx.state(s), ctx=ctx)
 
 
-def _opens(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _opens(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """The replica reads the topic head, opens the session, feeds it what arrived early.
 
     The service's order (``service/stream.py``): register for live fan-out first, read
@@ -358,21 +361,23 @@ def _opens(cfg: WorldConfig, s: State) -> Iterator[Transition]:
     and in the early buffer, and the session drops the duplicate.
     """
     db = s.db
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            if stream.phase is not StreamPhase.REGISTERED:
-                continue
-            ctx = Ctx(cfg, s)
-            if not slot.page_loaded:  # the page's load: the state as of this head
-                ctx.clients[i] = slot._replace(page_loaded=True, applied=slot.applied | db.committed)
-            topic = _open_head(stream, db)
-            set_stream(ctx, i, k, stream._replace(phase=StreamPhase.OPEN, session=se.initial(),
-                                                   early=(), head_read=-1))
-            feed_session(ctx, i, k, se.Open(last_event_id=stream.cursor, topic=topic))
-            for seq in stream.early:
-                feed_session(ctx, i, k, se.LiveEvent(seq=seq))
-            feed_client(ctx, i, cl.StreamOpened())
-            yield _t(Kind.OPEN, i, ctx.state(s), stream.replica, topic.head, ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        if stream.phase is not StreamPhase.REGISTERED:
+            continue
+        ctx = Ctx(cfg, s)
+        if not slot.page_loaded:  # the page's load: the state as of this head
+            ctx.clients[i] = slot._replace(page_loaded=True, applied=slot.applied | db.committed)
+        topic = _open_head(stream, db)
+        set_stream(ctx, i, k, stream._replace(phase=StreamPhase.OPEN, session=se.initial(),
+                                               early=(), head_read=-1))
+        feed_session(ctx, i, k, se.Open(last_event_id=stream.cursor, topic=topic))
+        for seq in stream.early:
+            feed_session(ctx, i, k, se.LiveEvent(seq=seq))
+        feed_client(ctx, i, cl.StreamOpened())
+        yield _t(Kind.OPEN, i, ctx.state(s), stream.replica, topic.head, ctx=ctx)
 
 
 def _registered_hears_live() -> bool:
@@ -390,35 +395,39 @@ def _open_head(stream: Stream, db: Db) -> se.TopicHead:
     return se.TopicHead(0, db.head, db.floor)
 
 
-def _replays(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _replays(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Postgres answers a running replay query with its rows."""
     db = s.db
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            q = stream.query
-            if stream.phase is not StreamPhase.OPEN or q is None:
-                continue
-            rows = tuple(seq for seq in seqs(db.committed)
-                         if seq > q.after and seq > db.floor and (q.upto is None or seq <= q.upto))
-            if q.limit is not None:
-                rows = rows[: q.limit]
-            ctx = Ctx(cfg, s)
-            set_stream(ctx, i, k, stream._replace(query=None))
-            feed_session(ctx, i, k, se.ReplayRows(seqs=rows, floor=db.floor))
-            over = len(rows) - (cfg.replay_limit + 1)
-            yield _t(Kind.REPLAY, i, ctx.state(s, overrun=max(s.overrun, over, 0)), rows, ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        q = stream.query
+        if stream.phase is not StreamPhase.OPEN or q is None:
+            continue
+        rows = tuple(seq for seq in seqs(db.committed)
+                     if seq > q.after and seq > db.floor and (q.upto is None or seq <= q.upto))
+        if q.limit is not None:
+            rows = rows[: q.limit]
+        ctx = Ctx(cfg, s)
+        set_stream(ctx, i, k, stream._replace(query=None))
+        feed_session(ctx, i, k, se.ReplayRows(seqs=rows, floor=db.floor))
+        over = len(rows) - (cfg.replay_limit + 1)
+        yield _t(Kind.REPLAY, i, ctx.state(s, overrun=max(s.overrun, over, 0)), rows, ctx=ctx)
 
 
-def _replay_fails(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _replay_fails(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a running replay query fails."""
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            if stream.phase is not StreamPhase.OPEN or stream.query is None:
-                continue
-            ctx = Ctx(cfg, s)
-            set_stream(ctx, i, k, stream._replace(query=None))
-            feed_session(ctx, i, k, se.ReplayError(reason="statement timeout"))
-            yield _t(Kind.POSTGRES_REPLAY_FAILS, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        if stream.phase is not StreamPhase.OPEN or stream.query is None:
+            continue
+        ctx = Ctx(cfg, s)
+        set_stream(ctx, i, k, stream._replace(query=None))
+        feed_session(ctx, i, k, se.ReplayError(reason="statement timeout"))
+        yield _t(Kind.POSTGRES_REPLAY_FAILS, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
 _RECEIVE: dict[Frame, tuple[str, Callable[[int], cl.ClientInput]]] = {
@@ -429,119 +438,137 @@ _RECEIVE: dict[Frame, tuple[str, Callable[[int], cl.ClientInput]]] = {
 }
 
 
-def _receives(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _receives(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """The client reads the next frame of its current stream."""
-    for i, slot in _awake(s):
-        if not slot.streams:
-            continue
-        k = len(slot.streams) - 1
-        stream = slot.streams[k]
-        if stream.phase is not StreamPhase.OPEN or not stream.wire:
-            continue
-        frame, seq = stream.wire[0]
-        ctx = Ctx(cfg, s)
-        set_stream(ctx, i, k, stream._replace(wire=stream.wire[1:]))
-        variant, make = _RECEIVE[frame]
-        feed_client(ctx, i, make(seq))
-        yield _t(Kind.RECEIVE, i, ctx.state(s), *((seq,) if frame is not Frame.FAILED else ()),
-                 variant=variant, ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    if not slot.streams:
+        return
+    k = len(slot.streams) - 1
+    stream = slot.streams[k]
+    if stream.phase is not StreamPhase.OPEN or not stream.wire:
+        return
+    frame, seq = stream.wire[0]
+    ctx = Ctx(cfg, s)
+    set_stream(ctx, i, k, stream._replace(wire=stream.wire[1:]))
+    variant, make = _RECEIVE[frame]
+    feed_client(ctx, i, make(seq))
+    yield _t(Kind.RECEIVE, i, ctx.state(s), *((seq,) if frame is not Frame.FAILED else ()),
+             variant=variant, ctx=ctx)
 
 
-def _streams_drop(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _streams_drop(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: an open stream closes; both ends see it."""
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            if stream.phase is StreamPhase.OPEN:
-                ctx = Ctx(cfg, s)
-                close_stream(ctx, i, k)
-                feed_client(ctx, i, cl.StreamClosed(reason="network"))
-                yield _t(Kind.NETWORK_DROP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        if stream.phase is StreamPhase.OPEN:
+            ctx = Ctx(cfg, s)
+            close_stream(ctx, i, k)
+            feed_client(ctx, i, cl.StreamClosed(reason="network"))
+            yield _t(Kind.NETWORK_DROP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
-def _streams_stall(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _streams_stall(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: an open stream goes silent without closing."""
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            if stream.phase is StreamPhase.OPEN:
-                ctx = Ctx(cfg, s)
-                set_stream(ctx, i, k, _stalled(stream))
-                yield _t(Kind.NETWORK_STALL, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        if stream.phase is StreamPhase.OPEN:
+            ctx = Ctx(cfg, s)
+            set_stream(ctx, i, k, _stalled(stream))
+            yield _t(Kind.NETWORK_STALL, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
 def _stalled(stream: Stream) -> Stream:
     return stream._replace(phase=StreamPhase.STALLED, session=None, wire=(), query=None)
 
 
-def _snapshots_load(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _snapshots_load(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """A pending snapshot finishes loading."""
     db = s.db
-    for i, slot in _awake(s):
-        if slot.snapshot is None:
-            continue
-        head_first, value = slot.snapshot
-        if head_first:
-            applied, head = slot.applied | db.committed, value
-        else:
-            applied, head = slot.applied | value, db.head
-        ctx = Ctx(cfg, s)
-        ctx.clients[i] = slot._replace(snapshot=None, applied=applied)
-        feed_client(ctx, i, cl.RehydrateDone(head=EventId(0, head)))
-        yield _t(Kind.SNAPSHOT, i, ctx.state(s), head, ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    if slot.snapshot is None:
+        return
+    head_first, value = slot.snapshot
+    if head_first:
+        applied, head = slot.applied | db.committed, value
+    else:
+        applied, head = slot.applied | value, db.head
+    ctx = Ctx(cfg, s)
+    ctx.clients[i] = slot._replace(snapshot=None, applied=applied)
+    feed_client(ctx, i, cl.RehydrateDone(head=EventId(0, head)))
+    yield _t(Kind.SNAPSHOT, i, ctx.state(s), head, ctx=ctx)
 
 
-def _snapshot_fails(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _snapshot_fails(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a pending snapshot load fails."""
-    for i, slot in _awake(s):
-        if slot.snapshot is None:
-            continue
-        ctx = Ctx(cfg, s)
-        ctx.clients[i] = slot._replace(snapshot=None)
-        feed_client(ctx, i, cl.RehydrateFailed(reason="statement timeout"))
-        yield _t(Kind.POSTGRES_SNAPSHOT_FAILS, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    if slot.snapshot is None:
+        return
+    ctx = Ctx(cfg, s)
+    ctx.clients[i] = slot._replace(snapshot=None)
+    feed_client(ctx, i, cl.RehydrateFailed(reason="statement timeout"))
+    yield _t(Kind.POSTGRES_SNAPSHOT_FAILS, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
-def _client_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _client_timers(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """A due heartbeat or backoff timer fires."""
-    for i, slot in _awake(s):
-        if slot.heartbeat_left == 0:
-            ctx = Ctx(cfg, s)
-            ctx.clients[i] = slot._replace(heartbeat_left=-1)
-            feed_client(ctx, i, cl.TimerFired(timer=cl.HEARTBEAT))
-            yield _t(Kind.TIMER, i, ctx.state(s), slot.machine.status.value, variant="heartbeat",
-                     ctx=ctx)
-        if slot.backoff_left == 0:
-            ctx = Ctx(cfg, s)
-            ctx.clients[i] = slot._replace(backoff_left=-1)
-            feed_client(ctx, i, cl.TimerFired(timer=cl.BACKOFF))
-            yield _t(Kind.TIMER, i, ctx.state(s), variant="backoff", ctx=ctx)
-
-
-def _triggers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
-    """The browser goes online or the page becomes visible (waiting or failed clients)."""
-    for i, slot in _awake(s):
-        if slot.machine.status is cl.Status.WAITING or slot.machine.status is cl.Status.FAILED:
-            for variant, trigger in (("online", cl.Online()), ("visible", cl.Visible())):
-                ctx = Ctx(cfg, s)
-                feed_client(ctx, i, trigger)
-                yield _t(Kind.TRIGGER, i, ctx.state(s), variant=variant, ctx=ctx)
-
-
-def _retries(cfg: WorldConfig, s: State) -> Iterator[Transition]:
-    """The user presses Retry on a failed client (recover())."""
-    for i, slot in _awake(s):
-        if slot.machine.status is cl.Status.FAILED:
-            ctx = Ctx(cfg, s)
-            feed_client(ctx, i, cl.Recover())
-            yield _t(Kind.RETRY, i, ctx.state(s), ctx=ctx)
-
-
-def _laptops_sleep(cfg: WorldConfig, s: State) -> Iterator[Transition]:
-    """Fault: a laptop lid closes; open streams go silent, timers stand still."""
-    for i, slot in _awake(s):
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    if slot.heartbeat_left == 0:
         ctx = Ctx(cfg, s)
-        frozen = tuple(_stalled(st) if st.phase is StreamPhase.OPEN else st for st in slot.streams)
-        ctx.clients[i] = slot._replace(asleep=True, streams=frozen)
-        yield _t(Kind.CLIENTS_SLEEP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+        ctx.clients[i] = slot._replace(heartbeat_left=-1)
+        feed_client(ctx, i, cl.TimerFired(timer=cl.HEARTBEAT))
+        yield _t(Kind.TIMER, i, ctx.state(s), slot.machine.status.value, variant="heartbeat",
+                 ctx=ctx)
+    if slot.backoff_left == 0:
+        ctx = Ctx(cfg, s)
+        ctx.clients[i] = slot._replace(backoff_left=-1)
+        feed_client(ctx, i, cl.TimerFired(timer=cl.BACKOFF))
+        yield _t(Kind.TIMER, i, ctx.state(s), variant="backoff", ctx=ctx)
+
+
+def _triggers(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
+    """The browser goes online or the page becomes visible (waiting or failed clients)."""
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    if slot.machine.status is cl.Status.WAITING or slot.machine.status is cl.Status.FAILED:
+        for variant, trigger in (("online", cl.Online()), ("visible", cl.Visible())):
+            ctx = Ctx(cfg, s)
+            feed_client(ctx, i, trigger)
+            yield _t(Kind.TRIGGER, i, ctx.state(s), variant=variant, ctx=ctx)
+
+
+def _retries(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
+    """The user presses Retry on a failed client (recover())."""
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    if slot.machine.status is cl.Status.FAILED:
+        ctx = Ctx(cfg, s)
+        feed_client(ctx, i, cl.Recover())
+        yield _t(Kind.RETRY, i, ctx.state(s), ctx=ctx)
+
+
+def _laptops_sleep(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
+    """Fault: a laptop lid closes; open streams go silent, timers stand still."""
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    ctx = Ctx(cfg, s)
+    frozen = tuple(_stalled(st) if st.phase is StreamPhase.OPEN else st for st in slot.streams)
+    ctx.clients[i] = slot._replace(asleep=True, streams=frozen)
+    yield _t(Kind.CLIENTS_SLEEP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
 def _sentinel_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
@@ -559,31 +586,35 @@ def _sentinel_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel-timeout", ctx=ctx)
 
 
-def _tokens_revoked(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _tokens_revoked(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a streaming client's token is revoked (or expires)."""
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            if stream.phase is StreamPhase.OPEN and not stream.revoked:
-                ctx = Ctx(cfg, s)
-                set_stream(ctx, i, k, stream._replace(revoked=True))
-                yield _t(Kind.AUTH_REVOKE, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        if stream.phase is StreamPhase.OPEN and not stream.revoked:
+            ctx = Ctx(cfg, s)
+            set_stream(ctx, i, k, stream._replace(revoked=True))
+            yield _t(Kind.AUTH_REVOKE, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
-def _reauth_checks(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _reauth_checks(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """The replica's re-check finds a revoked token and tells the stream's session.
 
     The service checks on every replay and every ``SSELAB_REAUTH_INTERVAL_S``; the world
     has the check happen before time passes, so ``revoked-stream-ends`` judges what the
     session does with it.
     """
-    for i, slot in _awake(s):
-        for k, stream in enumerate(slot.streams):
-            if (stream.phase is StreamPhase.OPEN and stream.revoked and stream.revoked_for < 0
-                    and stream.session is not None):
-                ctx = Ctx(cfg, s)
-                set_stream(ctx, i, k, stream._replace(revoked_for=0))
-                feed_session(ctx, i, k, se.Revoked(reason="revoked"))
-                yield _t(Kind.REAUTH, i, ctx.state(s), stream.replica, ctx=ctx)
+    slot = s.clients[i]
+    if slot.asleep:
+        return
+    for k, stream in enumerate(slot.streams):
+        if (stream.phase is StreamPhase.OPEN and stream.revoked and stream.revoked_for < 0
+                and stream.session is not None):
+            ctx = Ctx(cfg, s)
+            set_stream(ctx, i, k, stream._replace(revoked_for=0))
+            feed_session(ctx, i, k, se.Revoked(reason="revoked"))
+            yield _t(Kind.REAUTH, i, ctx.state(s), stream.replica, ctx=ctx)
 
 
 def _probes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
@@ -675,8 +706,8 @@ def _heartbeats_flow(slot: ClientSlot) -> bool:
             and slot.machine.status is cl.Status.CONNECTED)
 
 
-#: (kind, enabler) in the order their transitions are listed; fault enablers run only
-#: while the fault budget lasts. One enabler per actor and kind.
+#: (kind, enabler) of the world-wide transitions, in the order they are listed; fault
+#: enablers run only while the fault budget lasts. One enabler per actor and kind.
 ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.PUBLISH, _publishers),
     (Kind.REDIS_PUBLISH_LOST, _publish_lost),
@@ -687,8 +718,18 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.REDIS_DISCONNECT, _subscriber_disconnects),
     (Kind.REPLICAS_DOWN, _replica_goes_down),
     (Kind.POSTGRES_PRUNE, _retention_prunes),
-    (Kind.WAKE, _laptops_wake),
     (Kind.ACCEPT, _accepts),
+    (Kind.TIMER, _sentinel_timers),
+    (Kind.PROBE, _probes),
+    (Kind.TICK, _time_passes),
+)
+
+#: (kind, enabler) of one client's own moves, listed after the world-wide ones, client by
+#: client. Each reads only the config, that client's slot and the database, and changes
+#: only that slot (and the fault count and replay overrun): so :func:`enabled` may reuse
+#: a client's moves across states that share its slot and the database (``memo``).
+CLIENT_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = (
+    (Kind.WAKE, _laptops_wake),
     (Kind.OPEN, _opens),
     (Kind.REPLAY, _replays),
     (Kind.POSTGRES_REPLAY_FAILS, _replay_fails),
@@ -701,26 +742,68 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.TRIGGER, _triggers),
     (Kind.RETRY, _retries),
     (Kind.CLIENTS_SLEEP, _laptops_sleep),
-    (Kind.TIMER, _sentinel_timers),
-    (Kind.PROBE, _probes),
     (Kind.AUTH_REVOKE, _tokens_revoked),
     (Kind.REAUTH, _reauth_checks),
-    (Kind.TICK, _time_passes),
 )
 
-_PROGRESS_ENABLERS = tuple(e for k, e in ENABLERS if not k.fault)
-_ALL_ENABLERS = tuple(e for _, e in ENABLERS)
+#: One client's move, as remembered: kind, variant, args, feeds, its new slot, the faults
+#: it spent and the replay overrun it saw.
+ClientMove = tuple[Kind, str, tuple[Arg, ...], tuple[Fed, ...], ClientSlot, int, int]
+#: What :func:`enabled` may remember between calls: (client, slot, db, budget left) -> moves.
+Memo = dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]]
+
+_CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, tuple[Enabler, ...],
+                                      tuple[ClientEnabler, ...]]] = {}
 
 
-def enabled(cfg: WorldConfig, s: State) -> list[Transition]:
-    """Every transition enabled in ``s``."""
+def _chosen(cfg: WorldConfig, budget: bool) -> tuple[tuple[Enabler, ...], tuple[ClientEnabler, ...]]:
+    """The enablers that run: faults only while the budget lasts, and not those left out."""
+    hit = _CHOSEN.get((id(cfg), budget))
+    if hit is None or hit[0] is not cfg:
+        def keep(kind: Kind) -> bool:
+            return budget and kind.value not in cfg.without_faults if kind.fault else True
+        hit = (cfg, tuple(e for k, e in ENABLERS if keep(k)),
+               tuple(e for k, e in CLIENT_ENABLERS if keep(k)))
+        _CHOSEN[(id(cfg), budget)] = hit
+    return hit[1], hit[2]
+
+
+def _client_moves(cfg: WorldConfig, s: State, i: int,
+                  enablers: tuple[ClientEnabler, ...]) -> tuple[ClientMove, ...]:
+    """Client i's moves in ``s``, computed without the replicas, publishers and counters."""
+    bare = State(s.clients, (), s.db, (), 0, 0, 0)  # what a client move may not read
+    return tuple((t.kind, t.variant, t.args, t.feeds, t.state.clients[i], t.state.faults,
+                  t.state.overrun)
+                 for enabler in enablers for t in enabler(cfg, bare, i))
+
+
+def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transition]:
+    """Every transition enabled in ``s``.
+
+    ``memo`` (a dict the caller keeps for one search of one world) remembers each
+    client's own moves by its slot and the database; the result is the same with or
+    without it. Drop it when the model's functions change (a mutant is swapped in).
+    """
+    budget = s.faults < cfg.faults
+    world_wide, own = _chosen(cfg, budget)
     out: list[Transition] = []
-    if s.faults >= cfg.faults:
-        enablers: tuple[Enabler, ...] = _PROGRESS_ENABLERS
-    elif cfg.without_faults:
-        enablers = tuple(e for k, e in ENABLERS if k.value not in cfg.without_faults)
-    else:
-        enablers = _ALL_ENABLERS
-    for enabler in enablers:
+    for enabler in world_wide:
         out.extend(enabler(cfg, s))
+    if memo is None:
+        for i in range(len(s.clients)):
+            for own_enabler in own:
+                out.extend(own_enabler(cfg, s, i))
+        return out
+    clients, db = s.clients, s.db
+    for i, slot in enumerate(clients):
+        key = (i, slot, db, budget)
+        moves = memo.get(key)
+        if moves is None:
+            moves = memo[key] = _client_moves(cfg, s, i, own)
+        for kind, variant, args, feeds, new, spent, over in moves:
+            after = (*clients[:i], new, *clients[i + 1:])
+            out.append(Transition(kind, i, variant, args, feeds,
+                                  State(after, s.replicas, db, s.pubs, s.published,
+                                        s.faults + spent,
+                                        over if over > s.overrun else s.overrun)))
     return out

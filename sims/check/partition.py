@@ -34,7 +34,7 @@ from array import array
 from typing import Any
 
 from model.invariants import converged, undetected, violations
-from model.world import State, WorldConfig, enabled, initial
+from model.world import Memo, State, WorldConfig, enabled, initial
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 from sims.check.result import Key
@@ -65,6 +65,7 @@ class Partition:
         self.edges: dict[int, list[int]] = {}  #: settled state -> its successors
         self.conv: dict[int, bool] = {}
         self.undet: dict[int, int] = {}
+        self.memo: Memo = {}  #: each client's own moves by its slot (model.world.enabled)
 
     def start(self) -> int:
         """Seed the initial state if this partition owns it; return its fingerprint."""
@@ -81,6 +82,7 @@ class Partition:
         fingerprint = self.canon.fingerprint
         count, parent, pending = self.count, self.parent, self.pending
         only, liveness = self.only, self.liveness
+        memo = self.memo
         clients = range(cfg.clients)
         replicas = range(cfg.replicas)
         sym_replicas = self.canon.replica_symmetry
@@ -96,7 +98,7 @@ class Partition:
                     if name not in bad_first or fp < bad_first[name]:
                         bad_first[name] = fp
                 continue
-            succ = enabled(cfg, state)
+            succ = enabled(cfg, state, memo)
             settled = liveness and not any(
                 t.state.faults != state.faults or t.state.published != state.published
                 or t.state.pubs != state.pubs for t in succ)
