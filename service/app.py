@@ -167,10 +167,12 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/events":
             await self.app(scope, receive, send)
             return
-        too_big = error(413, "event too large", f"the body limit is {self.limit} bytes")
+        def too_big() -> JSONResponse:  # built only when sent (not on every publish)
+            return error(413, "event too large", f"the body limit is {self.limit} bytes")
+
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await too_big(scope, receive, send)
+                await too_big()(scope, receive, send)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -181,7 +183,7 @@ class BodyLimit:
             body = message.get("body", b"")
             size += len(body)
             if size > self.limit:
-                await too_big(scope, receive, send)
+                await too_big()(scope, receive, send)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
