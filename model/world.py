@@ -81,7 +81,9 @@ from model import session as se
 from model import subscriber as sb
 from model.core import EventId
 from model.world_shell import (
+    DETACHED,
     Ctx,
+    FansOut,
     bit,
     close_stream,
     feed_client,
@@ -123,6 +125,7 @@ __all__ = [
     "CLIENT_ENABLERS",
     "ENABLERS",
     "Memo",
+    "REPLICA_ENABLERS",
     "PROGRESS_KINDS",
     "SENTENCES",
     "ClientSlot",
@@ -173,6 +176,7 @@ def initial(config: WorldConfig) -> State:
 
 Enabler = Callable[[WorldConfig, State], Iterator[Transition]]
 ClientEnabler = Callable[[WorldConfig, State, int], Iterator[Transition]]
+ReplicaEnabler = Callable[[WorldConfig, State, int], Iterator[Transition]]
 
 
 def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
@@ -244,47 +248,47 @@ def _redis_delivers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             yield _t(Kind.DELIVER, r, ctx.state(s), -msg, variant="sentinel", ctx=ctx)
 
 
-def _links_reconnect(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _links_reconnect(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]:
     """A visibly down subscriber link comes back."""
-    for r, rep in enumerate(s.replicas):
-        if rep.link is Link.DOWN:
-            ctx = Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(link=Link.UP)
-            if rep.subscriber.health is sb.Health.UNHEALTHY:
-                # it resubscribed after a missed sentinel: redis-py reports the new
-                # connection's attempt (Reconnecting) before it is ready, as the service sees
-                feed_subscriber(ctx, r, sb.Reconnecting(reason="resubscribing"))
-            feed_subscriber(ctx, r, sb.Ready())
-            yield _t(Kind.RECONNECT, r, ctx.state(s), ctx=ctx)
+    rep = s.replicas[r]
+    if rep.link is Link.DOWN:
+        ctx = Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(link=Link.UP)
+        if rep.subscriber.health is sb.Health.UNHEALTHY:
+            # it resubscribed after a missed sentinel: redis-py reports the new
+            # connection's attempt (Reconnecting) before it is ready, as the service sees
+            feed_subscriber(ctx, r, sb.Reconnecting(reason="resubscribing"))
+        feed_subscriber(ctx, r, sb.Ready())
+        yield _t(Kind.RECONNECT, r, ctx.state(s), ctx=ctx)
 
 
-def _replicas_come_up(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _replicas_come_up(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]:
     """A replica that went down accepts connections again."""
-    for r, rep in enumerate(s.replicas):
-        if rep.down:
-            reps = list(s.replicas)
-            reps[r] = rep._replace(down=False)
-            yield _t(Kind.REPLICA_UP, r, s._replace(replicas=tuple(reps)))
+    rep = s.replicas[r]
+    if rep.down:
+        reps = list(s.replicas)
+        reps[r] = rep._replace(down=False)
+        yield _t(Kind.REPLICA_UP, r, s._replace(replicas=tuple(reps)))
 
 
-def _subscriber_dies(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _subscriber_dies(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]:
     """Fault: a subscriber link dies silently."""
-    for r, rep in enumerate(s.replicas):
-        if rep.link is Link.UP:
-            reps = list(s.replicas)
-            reps[r] = rep._replace(link=Link.DEAD, queue=(), dead_for=0)
-            yield _t(Kind.REDIS_SUBSCRIBER_DIES, r,
-                     s._replace(replicas=tuple(reps), faults=s.faults + 1))
+    rep = s.replicas[r]
+    if rep.link is Link.UP:
+        reps = list(s.replicas)
+        reps[r] = rep._replace(link=Link.DEAD, queue=(), dead_for=0)
+        yield _t(Kind.REDIS_SUBSCRIBER_DIES, r,
+                 s._replace(replicas=tuple(reps), faults=s.faults + 1))
 
 
-def _subscriber_disconnects(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _subscriber_disconnects(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]:
     """Fault: a subscriber link drops visibly."""
-    for r, rep in enumerate(s.replicas):
-        if rep.link is Link.UP:
-            ctx = Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(link=Link.DOWN, queue=())
-            feed_subscriber(ctx, r, sb.Reconnecting(reason="connection reset"))
-            yield _t(Kind.REDIS_DISCONNECT, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
+    rep = s.replicas[r]
+    if rep.link is Link.UP:
+        ctx = Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(link=Link.DOWN, queue=())
+        feed_subscriber(ctx, r, sb.Reconnecting(reason="connection reset"))
+        yield _t(Kind.REDIS_DISCONNECT, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
 def _replica_goes_down(cfg: WorldConfig, s: State) -> Iterator[Transition]:
@@ -571,19 +575,19 @@ def _laptops_sleep(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     yield _t(Kind.CLIENTS_SLEEP, i, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
-def _sentinel_timers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _sentinel_timers(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]:
     """A replica's due sentinel or sentinel-timeout timer fires."""
-    for r, rep in enumerate(s.replicas):
-        if rep.sentinel_left == 0:
-            ctx = Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(sentinel_left=-1)
-            feed_subscriber(ctx, r, sb.TimerFired(timer=sb.SENTINEL))
-            yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel", ctx=ctx)
-        if rep.sentinel_timeout_left == 0:
-            ctx = Ctx(cfg, s)
-            ctx.replicas[r] = rep._replace(sentinel_timeout_left=-1)
-            feed_subscriber(ctx, r, sb.TimerFired(timer=sb.SENTINEL_TIMEOUT))
-            yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel-timeout", ctx=ctx)
+    rep = s.replicas[r]
+    if rep.sentinel_left == 0:
+        ctx = Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(sentinel_left=-1)
+        feed_subscriber(ctx, r, sb.TimerFired(timer=sb.SENTINEL))
+        yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel", ctx=ctx)
+    if rep.sentinel_timeout_left == 0:
+        ctx = Ctx(cfg, s)
+        ctx.replicas[r] = rep._replace(sentinel_timeout_left=-1)
+        feed_subscriber(ctx, r, sb.TimerFired(timer=sb.SENTINEL_TIMEOUT))
+        yield _t(Kind.TIMER, r, ctx.state(s), variant="sentinel-timeout", ctx=ctx)
 
 
 def _tokens_revoked(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
@@ -712,22 +716,29 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.PUBLISH, _publishers),
     (Kind.REDIS_PUBLISH_LOST, _publish_lost),
     (Kind.DELIVER, _redis_delivers),
-    (Kind.RECONNECT, _links_reconnect),
-    (Kind.REPLICA_UP, _replicas_come_up),
-    (Kind.REDIS_SUBSCRIBER_DIES, _subscriber_dies),
-    (Kind.REDIS_DISCONNECT, _subscriber_disconnects),
     (Kind.REPLICAS_DOWN, _replica_goes_down),
     (Kind.POSTGRES_PRUNE, _retention_prunes),
     (Kind.ACCEPT, _accepts),
-    (Kind.TIMER, _sentinel_timers),
     (Kind.PROBE, _probes),
     (Kind.TICK, _time_passes),
 )
 
-#: (kind, enabler) of one client's own moves, listed after the world-wide ones, client by
-#: client. Each reads only the config, that client's slot and the database, and changes
-#: only that slot (and the fault count and replay overrun): so :func:`enabled` may reuse
-#: a client's moves across states that share its slot and the database (``memo``).
+#: (kind, enabler) of one replica's own moves, listed next, replica by replica. Each reads
+#: only the config, that replica and the database, and changes only that replica (and
+#: the fault count), unless its subscriber asks for a resync of the replica's streams
+#: (``model.world_shell.feed_replica_sessions``): such a move is never remembered.
+REPLICA_ENABLERS: tuple[tuple[Kind, ReplicaEnabler], ...] = (
+    (Kind.RECONNECT, _links_reconnect),
+    (Kind.REPLICA_UP, _replicas_come_up),
+    (Kind.REDIS_SUBSCRIBER_DIES, _subscriber_dies),
+    (Kind.REDIS_DISCONNECT, _subscriber_disconnects),
+    (Kind.TIMER, _sentinel_timers),
+)
+
+#: (kind, enabler) of one client's own moves, listed last, client by client. Each reads
+#: only the config, that client's slot and the database, and changes only that slot (and
+#: the fault count and replay overrun): so :func:`enabled` may reuse a client's moves
+#: across states that share its slot and the database (:class:`Memo`).
 CLIENT_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = (
     (Kind.WAKE, _laptops_wake),
     (Kind.OPEN, _opens),
@@ -746,26 +757,46 @@ CLIENT_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = (
     (Kind.REAUTH, _reauth_checks),
 )
 
-#: One client's move, as remembered: kind, variant, args, feeds, its new slot, the faults
-#: it spent and the replay overrun it saw.
+#: One actor's move, as remembered: kind, variant, args, feeds, the actor's new client
+#: slot or replica, the faults it spent and the replay overrun it saw.
 ClientMove = tuple[Kind, str, tuple[Arg, ...], tuple[Fed, ...], ClientSlot, int, int]
-#: What :func:`enabled` may remember between calls: (client, slot, db, budget left) -> moves.
-Memo = dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]]
-
-_CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, tuple[Enabler, ...],
-                                      tuple[ClientEnabler, ...]]] = {}
+ReplicaMove = tuple[Kind, str, tuple[Arg, ...], tuple[Fed, ...], Replica, int]
 
 
-def _chosen(cfg: WorldConfig, budget: bool) -> tuple[tuple[Enabler, ...], tuple[ClientEnabler, ...]]:
+class Memo:
+    """What :func:`enabled` may remember between calls of one search of one world.
+
+    Each client's own moves by (client, slot, db, budget left), each replica's by
+    (replica, replica state, db, budget left); None where a replica's move fans out to
+    streams and so depends on more. Start a new one when the model's functions change
+    (a mutant is swapped in).
+    """
+
+    __slots__ = ("clients", "replicas")
+
+    def __init__(self) -> None:
+        self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
+        self.replicas: dict[tuple[int, Replica, Db, bool], tuple[ReplicaMove, ...] | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.clients) + len(self.replicas)
+
+
+_Chosen = tuple[tuple[Enabler, ...], tuple[ReplicaEnabler, ...], tuple[ClientEnabler, ...]]
+_CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, _Chosen]] = {}
+
+
+def _chosen(cfg: WorldConfig, budget: bool) -> _Chosen:
     """The enablers that run: faults only while the budget lasts, and not those left out."""
     hit = _CHOSEN.get((id(cfg), budget))
     if hit is None or hit[0] is not cfg:
         def keep(kind: Kind) -> bool:
             return budget and kind.value not in cfg.without_faults if kind.fault else True
-        hit = (cfg, tuple(e for k, e in ENABLERS if keep(k)),
-               tuple(e for k, e in CLIENT_ENABLERS if keep(k)))
+        hit = (cfg, (tuple(e for k, e in ENABLERS if keep(k)),
+                     tuple(e for k, e in REPLICA_ENABLERS if keep(k)),
+                     tuple(e for k, e in CLIENT_ENABLERS if keep(k))))
         _CHOSEN[(id(cfg), budget)] = hit
-    return hit[1], hit[2]
+    return hit[1]
 
 
 def _client_moves(cfg: WorldConfig, s: State, i: int,
@@ -777,33 +808,63 @@ def _client_moves(cfg: WorldConfig, s: State, i: int,
                  for enabler in enablers for t in enabler(cfg, bare, i))
 
 
-def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transition]:
-    """Every transition enabled in ``s``.
+def _replica_moves(cfg: WorldConfig, s: State, r: int,
+                   enablers: tuple[ReplicaEnabler, ...]) -> tuple[ReplicaMove, ...] | None:
+    """Replica r's moves in ``s``, computed without clients; None if one fans out to streams."""
+    bare = State(DETACHED, s.replicas, s.db, (), 0, 0, 0)
+    try:
+        return tuple((t.kind, t.variant, t.args, t.feeds, t.state.replicas[r], t.state.faults)
+                     for enabler in enablers for t in enabler(cfg, bare, r))
+    except FansOut:
+        return None
 
-    ``memo`` (a dict the caller keeps for one search of one world) remembers each
-    client's own moves by its slot and the database; the result is the same with or
-    without it. Drop it when the model's functions change (a mutant is swapped in).
+
+def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transition]:
+    """Every transition enabled in ``s``: world-wide ones, then each replica's, each client's.
+
+    ``memo`` (kept by the caller for one search of one world) remembers each client's
+    and each replica's own moves; the result is the same with or without it.
     """
     budget = s.faults < cfg.faults
-    world_wide, own = _chosen(cfg, budget)
+    world_wide, replica_own, client_own = _chosen(cfg, budget)
     out: list[Transition] = []
     for enabler in world_wide:
         out.extend(enabler(cfg, s))
     if memo is None:
+        for r in range(len(s.replicas)):
+            for replica_enabler in replica_own:
+                out.extend(replica_enabler(cfg, s, r))
         for i in range(len(s.clients)):
-            for own_enabler in own:
-                out.extend(own_enabler(cfg, s, i))
+            for client_enabler in client_own:
+                out.extend(client_enabler(cfg, s, i))
         return out
-    clients, db = s.clients, s.db
+    clients, replicas, db = s.clients, s.replicas, s.db
+    known_replicas = memo.replicas
+    for r, rep in enumerate(replicas):
+        rkey = (r, rep, db, budget)
+        if rkey in known_replicas:
+            rmoves = known_replicas[rkey]
+        else:
+            rmoves = known_replicas[rkey] = _replica_moves(cfg, s, r, replica_own)
+        if rmoves is None:
+            for replica_enabler in replica_own:
+                out.extend(replica_enabler(cfg, s, r))
+            continue
+        for kind, variant, args, feeds, new_rep, spent in rmoves:
+            reps = (*replicas[:r], new_rep, *replicas[r + 1:])
+            out.append(Transition(kind, r, variant, args, feeds,
+                                  State(clients, reps, db, s.pubs, s.published, s.faults + spent,
+                                        s.overrun)))
+    known_clients = memo.clients
     for i, slot in enumerate(clients):
         key = (i, slot, db, budget)
-        moves = memo.get(key)
+        moves = known_clients.get(key)
         if moves is None:
-            moves = memo[key] = _client_moves(cfg, s, i, own)
+            moves = known_clients[key] = _client_moves(cfg, s, i, client_own)
         for kind, variant, args, feeds, new, spent, over in moves:
             after = (*clients[:i], new, *clients[i + 1:])
             out.append(Transition(kind, i, variant, args, feeds,
-                                  State(after, s.replicas, db, s.pubs, s.published,
+                                  State(after, replicas, db, s.pubs, s.published,
                                         s.faults + spent,
                                         over if over > s.overrun else s.overrun)))
     return out

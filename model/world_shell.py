@@ -23,6 +23,7 @@ from model.delivery import cursor_moved_back, delivered_again, sent_out_of_order
 from model.witness import AttemptsWitness, observe
 from model.world_state import (
     NO_FLAGS,
+    ClientSlot,
     Fed,
     Flag,
     Frame,
@@ -35,8 +36,9 @@ from model.world_state import (
     WorldConfig,
 )
 
-__all__ = ["Ctx", "bit", "close_stream", "feed_client", "feed_replica_sessions", "feed_session",
-           "feed_subscriber", "machine_configs", "set_stream", "ticks"]
+__all__ = ["DETACHED", "Ctx", "FansOut", "bit", "close_stream", "feed_client",
+           "feed_replica_sessions", "feed_session", "feed_subscriber", "machine_configs",
+           "set_stream", "ticks"]
 
 def ticks(at: float) -> int:
     return max(0, math.ceil(at))
@@ -46,13 +48,29 @@ def bit(seq: int) -> int:
     return 1 << (seq - 1)
 
 
+class _Detached(tuple):  # type: ignore[type-arg]
+    """No clients: a replica's move computed on its own (``model.world.Memo``)."""
+
+    __slots__ = ()
+
+
+#: The clients of a state built to compute one replica's own moves without them.
+DETACHED: tuple[ClientSlot, ...] = _Detached()
+
+
+class FansOut(Exception):
+    """A replica's move reached its streams, so it depends on the clients after all."""
+
+
 class Ctx:
     """Mutable scratch for one transition: lists replaced into a new State at the end."""
 
-    __slots__ = ("ccfg", "cfg", "clients", "db", "feeds", "replicas", "scfg", "subcfg")
+    __slots__ = ("ccfg", "cfg", "clients", "db", "detached", "feeds", "replicas", "scfg",
+                 "subcfg")
 
     def __init__(self, cfg: WorldConfig, s: State) -> None:
         self.cfg = cfg
+        self.detached = s.clients is DETACHED
         self.ccfg, self.scfg, self.subcfg = machine_configs(cfg)
         self.clients = list(s.clients)
         self.replicas = list(s.replicas)
@@ -269,6 +287,8 @@ def _sub_health(ctx: Ctx, r: int, act: sb.HealthChanged) -> None:
 
 def feed_replica_sessions(ctx: Ctx, r: int, event: se.SessionInput) -> None:
     """Feed ``event`` to the session of every open stream on replica ``r``."""
+    if ctx.detached:
+        raise FansOut
     for i, slot in enumerate(ctx.clients):
         for k, stream in enumerate(slot.streams):
             if stream.replica == r and stream.phase is StreamPhase.OPEN and stream.session is not None:

@@ -22,12 +22,18 @@ Rules.
   a successor that shares most of its parts with its parent costs a few dict
   lookups and one small tuple hash.
 * **Symmetry.** Clients are interchangeable, and so are replicas. With client
-  symmetry the clients' codes are sorted; with replica symmetry every
-  permutation of replica indices is tried (a replica's code moves to its new
-  index, and every field named ``replica`` anywhere in the state, e.g.
-  ``Stream.replica``, is renamed the same way, -1 staying -1) and the smallest
-  result kept. Replica counts are small (``R!`` tries). A field that holds a
-  *client* index would need the same treatment; none exists today.
+  symmetry the clients' codes are sorted. With replica symmetry the replicas
+  are put in the order of their own codes (a replica holds no replica index, so
+  its code is the same whatever the numbering), every field named ``replica``
+  anywhere in the state (e.g. ``Stream.replica``) is renamed to match, -1
+  staying -1, and where replicas are equal (a tie) every permutation among them
+  is tried and the smallest clients kept. That is a function of the state's
+  orbit: two states that differ only by numbering get the same fingerprint.
+  A field that holds a *client* index would need the same treatment; none
+  exists today.
+* **Identity first.** A successor shares most of its parts with its parent (and
+  the world's memo hands out the same slot objects again), so each part's code
+  is looked up by object identity before it is hashed by value.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from model.world import State, WorldConfig
 
 __all__ = ["Canon", "encode", "key_code", "stable_str"]
 
+_ID_CACHE = 1 << 20  #: identity-cache entries kept before it starts afresh
 _NONE = -0x5EED_0000_0000_0001  #: None's code, unlike any small int the world uses
 Perm = tuple[int, ...]  #: old replica index -> new replica index
 Encoder = Callable[[Any, Perm], Any]
@@ -135,78 +142,86 @@ class Canon:
         ident = tuple(range(n))
         self.perms: list[Perm] = (list(itertools.permutations(range(n))) if self.replica_symmetry
                                   else [ident])
+        self._ident = ident
+        self._perm = {p: p for p in self.perms}  #: each permutation, interned
         fields = State._fields
         self._at_clients = fields.index("clients")
         self._at_replicas = fields.index("replicas")
         other = [n for n, f in enumerate(fields) if f not in ("clients", "replicas")]
         self._rest_of: Callable[[State], Any] = operator.itemgetter(*other)
         self._clients: dict[tuple[Any, Perm], int] = {}
-        self._replicas: dict[tuple[Any, Perm], int] = {}
-        self._rest: dict[tuple[Any, Perm], int] = {}
-        self._clients0: dict[Any, int] = {}  #: the identity permutation's, keyed by value alone
-        self._replicas0: dict[Any, int] = {}
-        self._rest0: dict[Any, int] = {}
+        self._replicas: dict[Any, int] = {}
+        self._rest: dict[Any, int] = {}
+        #: the same codes by object identity (a successor shares most parts with its parent)
+        self._client_ids: dict[Perm, dict[int, tuple[Any, int]]] = {p: {} for p in self.perms}
+        self._replica_ids: dict[int, tuple[Any, int]] = {}
 
     def _client(self, slot: Any, perm: Perm) -> int:
+        """Client slot's code with replicas renamed by ``perm``: by identity, then by value."""
+        seen = self._client_ids[perm]
+        hit = seen.get(id(slot))
+        if hit is not None and hit[0] is slot:
+            return hit[1]
         code = self._clients.get((slot, perm))
         if code is None:
             code = self._clients[(slot, perm)] = hash(encode(slot, perm))
+        if len(seen) > _ID_CACHE:
+            seen.clear()
+        seen[id(slot)] = (slot, code)  # holding the slot keeps its id from being reused
         return code
 
-    def _replica(self, rep: Any, perm: Perm) -> int:
-        code = self._replicas.get((rep, perm))
+    def _replica(self, rep: Any) -> int:
+        """A replica's code; it holds no replica index, so no renaming applies."""
+        hit = self._replica_ids.get(id(rep))
+        if hit is not None and hit[0] is rep:
+            return hit[1]
+        code = self._replicas.get(rep)
         if code is None:
-            code = self._replicas[(rep, perm)] = hash(encode(rep, perm))
+            code = self._replicas[rep] = hash(encode(rep, ()))
+        if len(self._replica_ids) > _ID_CACHE:
+            self._replica_ids.clear()
+        self._replica_ids[id(rep)] = (rep, code)
         return code
 
-    def _rest_code(self, rest: Any, perm: Perm) -> int:
-        code = self._rest.get((rest, perm))
+    def _rest_code(self, s: State) -> int:
+        rest = self._rest_of(s)
+        code = self._rest.get(rest)
         if code is None:
-            code = self._rest[(rest, perm)] = hash(encode(rest, perm))
+            code = self._rest[rest] = hash(encode(rest, ()))
         return code
 
     def fingerprint(self, s: State) -> int:
         """The state's 64-bit fingerprint (equal for states equal up to the symmetries on)."""
-        if self.replica_symmetry:
-            return self._fingerprint_permuted(s)
-        rest = self._rest_of(s)
-        code = self._rest0.get(rest)
-        if code is None:
-            code = self._rest0[rest] = self._rest_code(rest, ())
-        known_clients = self._clients0
-        slots: tuple[Any, ...] = s[self._at_clients]  # type: ignore[assignment]
-        clients: list[Any] = [known_clients.get(slot) for slot in slots]
-        if None in clients:
-            clients = [self._client(slot, ()) for slot in slots]
-            for slot, c in zip(slots, clients, strict=True):
-                known_clients[slot] = c
-        if self.client_symmetry:
-            clients.sort()
-        known_replicas = self._replicas0
+        rest = self._rest_code(s)
         reps: tuple[Any, ...] = s[self._at_replicas]  # type: ignore[assignment]
-        replicas: list[Any] = [known_replicas.get(rep) for rep in reps]
-        if None in replicas:
-            replicas = [self._replica(rep, ()) for rep in reps]
-            for rep, r in zip(reps, replicas, strict=True):
-                known_replicas[rep] = r
-        return hash((code, *replicas, -1, *clients))
-
-    def _fingerprint_permuted(self, s: State) -> int:
-        rest = self._rest_of(s)
         slots: tuple[Any, ...] = s[self._at_clients]  # type: ignore[assignment]
-        reps: tuple[Any, ...] = s[self._at_replicas]  # type: ignore[assignment]
-        best: tuple[Any, ...] | None = None
-        for perm in self.perms:
-            placed = [0] * len(perm)
-            for old, new in enumerate(perm):
-                placed[new] = self._replica(reps[old], perm)
+        codes = [self._replica(rep) for rep in reps]
+        if not self.replica_symmetry:
+            clients = [self._client(slot, self._ident) for slot in slots]
+            if self.client_symmetry:
+                clients.sort()
+            return hash((rest, *codes, -1, *clients))
+        # Replica symmetry: put the replicas in the order of their codes; only replicas with
+        # equal codes leave a choice, and of those permutations the smallest clients win.
+        placed = sorted(codes)
+        best: list[int] | None = None
+        for perm in self._perms_placing(codes, placed):
             clients = [self._client(slot, perm) for slot in slots]
             if self.client_symmetry:
                 clients.sort()
-            cand = (self._rest_code(rest, perm), tuple(placed), tuple(clients))
-            if best is None or cand < best:
-                best = cand
-        return hash(best)
+            if best is None or clients < best:
+                best = clients
+        assert best is not None
+        return hash((rest, *placed, -1, *best))
+
+    def _perms_placing(self, codes: list[int], placed: list[int]) -> list[Perm]:
+        """Every permutation (old index -> new) that puts the codes in sorted order."""
+        if len(set(codes)) == len(codes):
+            perm = [0] * len(codes)
+            for new, old in enumerate(sorted(range(len(codes)), key=codes.__getitem__)):
+                perm[old] = new
+            return [self._perm[tuple(perm)]]
+        return [p for p in self.perms if all(placed[p[old]] == c for old, c in enumerate(codes))]
 
     def stats(self) -> dict[str, int]:
         """How many distinct parts were interned."""

@@ -65,7 +65,7 @@ class Partition:
         self.edges: dict[int, list[int]] = {}  #: settled state -> its successors
         self.conv: dict[int, bool] = {}
         self.undet: dict[int, int] = {}
-        self.memo: Memo = {}  #: each client's own moves by its slot (model.world.enabled)
+        self.memo = Memo()  #: each client's and replica's own moves (model.world.enabled)
 
     def start(self) -> int:
         """Seed the initial state if this partition owns it; return its fingerprint."""

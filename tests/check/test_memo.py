@@ -1,7 +1,8 @@
 """``model.world.enabled`` lists the same transitions with a memo as without one.
 
 The checker keeps a memo of each client's own moves, keyed by the client's slot and
-the database (``model.world.CLIENT_ENABLERS``); this is the proof that the key holds
+the database (``model.world.CLIENT_ENABLERS``), and of each replica's own moves
+(``model.world.REPLICA_ENABLERS``); this is the proof that the key holds
 everything those moves read. Each world is walked breadth first and, in every state,
 the memoised list must equal the plain one, transition for transition.
 """
@@ -26,7 +27,7 @@ WORLDS = {
 
 def _walk(cfg: WorldConfig, limit: int) -> tuple[int, int]:
     """Compare memoised and plain transitions in the first ``limit`` states; (states, memo size)."""
-    memo: Memo = {}
+    memo = Memo()
     start = initial(cfg)
     seen: set[State] = {start}
     frontier = [start]
@@ -62,11 +63,52 @@ def test_a_move_that_reads_a_replica_is_caught() -> None:
         yield from ()
 
     cfg = WorldConfig()
-    real = wd._chosen(cfg, True)
-    wd._CHOSEN[(id(cfg), True)] = (cfg, real[0], (*real[1], peeks))
+    world, replicas, clients = wd._chosen(cfg, True)
+    wd._CHOSEN[(id(cfg), True)] = (cfg, (world, replicas, (*clients, peeks)))
     try:
         enabled(cfg, initial(cfg))  # plain: fine
         with pytest.raises(IndexError):
-            enabled(cfg, initial(cfg), {})
+            enabled(cfg, initial(cfg), Memo())
     finally:
         wd._CHOSEN.pop((id(cfg), True), None)
+
+
+def test_a_replica_move_that_reads_a_client_is_caught() -> None:
+    """A replica move computed for the memo sees no clients: reading one fails loudly."""
+    import model.world as wd
+
+    def peeks(cfg: WorldConfig, s: State, r: int):  # type: ignore[no-untyped-def]
+        assert s.clients[0] is not None
+        yield from ()
+
+    cfg = WorldConfig()
+    world, replicas, clients = wd._chosen(cfg, True)
+    wd._CHOSEN[(id(cfg), True)] = (cfg, (world, (*replicas, peeks), clients))
+    try:
+        enabled(cfg, initial(cfg))
+        with pytest.raises(IndexError):
+            enabled(cfg, initial(cfg), Memo())
+    finally:
+        wd._CHOSEN.pop((id(cfg), True), None)
+
+
+def test_a_resync_is_never_remembered() -> None:
+    """A replica move that feeds the replica's streams is computed afresh in every state."""
+    cfg = WorldConfig()
+    memo = Memo()
+    _walk_into(cfg, memo, 40_000)
+    assert None in memo.replicas.values()  # a resync happened, and was not remembered
+
+
+def _walk_into(cfg: WorldConfig, memo: Memo, limit: int) -> None:
+    start = initial(cfg)
+    seen = {start}
+    frontier = [start]
+    while frontier and len(seen) < limit:
+        nxt = []
+        for s in frontier:
+            for t in enabled(cfg, s, memo):
+                if t.state not in seen and not violations(cfg, t.state):
+                    seen.add(t.state)
+                    nxt.append(t.state)
+        frontier = nxt
