@@ -20,6 +20,9 @@ stale cursor; the replay rows read (total and per replay, from /metrics) and
 
 Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]
 [--broadcast-rates 1,2] [--step-s S]`` (Redis and Postgres as for the integration tests).
+``BENCH_PROFILE=/tmp/prefix`` runs each app under ``benchmarks/profiled_app.py`` and
+writes one profile per case (fanout, broadcast) of each app; its figures are then
+not the apps' own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -194,6 +198,9 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
     readers = await open_streams(port, users, per_user, sink)
     pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600, topics=["*"])
     steps = []
+    profiled = bool(os.environ.get("BENCH_PROFILE"))
+    if profiled:
+        os.kill(pid, signal.SIGUSR1)  # benchmarks/profiled_app.py: profile from here on
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=30) as http:
         for rate in rates:
             sink.clear()
@@ -214,6 +221,9 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
                           "deliveries_per_cpu_s": round(delivered / cpu) if cpu > 0 else None,
                           # the machine is shared: the 1/5/15-minute load when the step ended
                           "loadavg": [round(x, 2) for x in os.getloadavg()]})
+    if profiled:
+        os.kill(pid, signal.SIGUSR2)
+        await asyncio.sleep(2.0)
     return steps, readers
 
 
@@ -286,6 +296,10 @@ async def run_app(app: str, env: dict[str, str], app_dir: Path, users: list[str]
                   ) -> dict[str, Any]:
     """One app: the fanout steps, the broadcast steps and (resilient only) the storm."""
     out: dict[str, Any] = {}
+    if os.environ.get("BENCH_PROFILE"):  # BENCH_PROFILE=/tmp/prefix: see profiled_app.py
+        env = {**env, "BENCH_PROFILE_APP": app, "BENCH_PROFILE_OUT":
+               f"{os.environ['BENCH_PROFILE']}-{app.split(':')[0].replace('.', '_')}"}
+        app, app_dir = "profiled_app:create_app", ROOT / "benchmarks"
     proc, port = start(app, env, app_dir)
     try:
         steps, readers = await load(port, proc.pid, users, per_user, rates, step_s)
