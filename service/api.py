@@ -26,6 +26,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from model.core import EventId, RemoteProtocolError
+from model.session import HEARTBEAT
 from service.auth import USER_PATTERN, AuthError, Principal, issue_ticket, may_publish, verify_token
 from service.bus import LiveMessage
 from service.frames import retry_frame
@@ -33,7 +34,7 @@ from service.limits import check_json
 from service.metrics import CONTENT_TYPE_LATEST, Metrics
 from service.store import IdempotencyConflict, Unavailable
 from service.stream import Outbox, StreamSession
-from service.timers import LoopTimers
+from service.timers import TickTimers
 
 if TYPE_CHECKING:
     from service.app import Runtime
@@ -48,6 +49,8 @@ CONTROL_EVENTS = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 router = APIRouter()
+#: The session timers a stream's ``TickTimers`` coalesce (only the heartbeat).
+HEARTBEAT_TIMERS = frozenset({HEARTBEAT})
 
 
 class PublishRequest(BaseModel):
@@ -283,7 +286,8 @@ async def _open_stream(rt: "Runtime", principal: Principal, cursor: EventId | No
                        address: str) -> Any:
     settings, metrics, bus, store = rt.settings, rt.metrics, rt.bus, rt.store
     topic = principal.user
-    timers = LoopTimers()
+    # Heartbeats of all streams share loop ticks (at most 1 % of the interval late).
+    timers = TickTimers(min(0.05, settings.heartbeat_s / 100), HEARTBEAT_TIMERS)
     async def reauthorize() -> bool:
         return not await rt.revocations.is_revoked(principal)
     outbox = Outbox(max_frames=settings.stream_buffer_frames,

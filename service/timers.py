@@ -12,12 +12,14 @@ re-exported here.
 from __future__ import annotations
 
 import asyncio
+import math
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
 from model.timers import FakeTimers
 
-__all__ = ["FakeTimers", "LoopTimers", "Timers"]
+__all__ = ["FakeTimers", "LoopTimers", "TickTimers", "Timers"]
 
 
 class Timers(Protocol):
@@ -71,3 +73,84 @@ class LoopTimers:
         """Cancel every handle."""
         for name in list(self._handles):
             self.cancel(name)
+
+
+class _Wheel:
+    """One loop timer per tick for every coalesced timer of a loop that falls in that tick."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick: float) -> None:
+        self.loop, self.tick = loop, tick
+        self.slots: dict[int, dict[object, Callable[[], None]]] = {}
+
+    def add(self, at: float, key: object, callback: Callable[[], None]) -> int:
+        """Call ``callback`` at the first tick at or after ``at``; return that tick."""
+        slot = math.ceil(at / self.tick)
+        entries = self.slots.get(slot)
+        if entries is None:
+            entries = self.slots[slot] = {}
+            self.loop.call_at(slot * self.tick, self._fire, slot)
+        entries[key] = callback
+        return slot
+
+    def remove(self, slot: int, key: object) -> None:
+        """Forget ``key``'s callback in ``slot`` (if it has not fired)."""
+        entries = self.slots.get(slot)
+        if entries is not None:
+            entries.pop(key, None)
+
+    def _fire(self, slot: int) -> None:
+        for callback in self.slots.pop(slot, {}).values():
+            try:
+                callback()
+            except Exception as exc:  # as loop.call_at would: report it, run the others
+                self.loop.call_exception_handler({
+                    "message": "exception in a coalesced timer callback", "exception": exc})
+
+
+_WHEELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Wheel]] = \
+    weakref.WeakKeyDictionary()
+
+
+class TickTimers(LoopTimers):
+    """:class:`LoopTimers` whose ``coalesce`` timers fire at the first ``tick`` at or after ``at``.
+
+    A stream's heartbeat is due every few seconds, and a thousand streams opened at
+    different moments would each wake the loop on its own. Rounded up to a shared
+    tick, the heartbeats due in the same tick fire from one loop timer in one loop
+    pass. A coalesced timer fires at most ``tick`` late, never early; the other
+    names (token expiry) keep their exact ``loop.call_at``.
+    """
+
+    def __init__(self, tick: float, coalesce: frozenset[str],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(loop)
+        self._coalesce = coalesce
+        wheels = _WHEELS.setdefault(self._loop, {})
+        self._wheel = wheels.get(tick) or wheels.setdefault(tick, _Wheel(self._loop, tick))
+        self._slots: dict[str, int] = {}
+
+    def start(self, name: str, at: float, callback: Callable[[], None]) -> None:
+        """Arm ``name``: on the shared tick if it is coalesced, else with ``loop.call_at``."""
+        if name not in self._coalesce:
+            super().start(name, at, callback)
+            return
+        self.cancel(name)
+
+        def fire() -> None:
+            self._slots.pop(name, None)
+            callback()
+
+        self._slots[name] = self._wheel.add(at, (self, name), fire)
+
+    def cancel(self, name: str) -> None:
+        """Disarm ``name``."""
+        slot = self._slots.pop(name, None)
+        if slot is not None:
+            self._wheel.remove(slot, (self, name))
+        super().cancel(name)
+
+    def cancel_all(self) -> None:
+        """Disarm every timer."""
+        for name in list(self._slots):
+            self.cancel(name)
+        super().cancel_all()

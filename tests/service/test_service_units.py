@@ -258,3 +258,48 @@ def test_deny_list_answers_are_cached_for_a_bounded_time_and_revocations_here_cl
         assert await deny.is_revoked(carol)
 
     asyncio.run(main())
+
+
+def test_tick_timers_coalesce_only_their_names_never_early_at_most_a_tick_late() -> None:
+    import asyncio
+    import itertools
+
+    from service.timers import TickTimers
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tick = 0.05
+        fired: list[tuple[str, float, float]] = []
+        streams = [TickTimers(tick, frozenset({"hb"})) for _ in range(20)]
+        start = loop.time()
+        for i, timers in enumerate(streams):
+            at = start + 0.01 + i * 0.003
+            timers.start("hb", at, lambda i=i, at=at: fired.append((f"hb{i}", at, loop.time())))
+        streams[0].start("hb", start + 0.02, lambda: fired.append(("rearmed", start + 0.02,
+                                                                    loop.time())))
+        streams[1].cancel("hb")
+        streams[2].start("exact", start + 0.013, lambda: fired.append(("exact", start + 0.013,
+                                                                       loop.time())))
+        streams[3].cancel_all()
+
+        def boom() -> None:
+            raise RuntimeError("one callback fails")
+        errors: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        streams[4].start("hb", start + 0.02, boom)
+        await asyncio.sleep(0.25)
+        names = {name for name, _, _ in fired}
+        assert "hb0" not in names and "rearmed" in names  # re-arming replaced it
+        assert "hb1" not in names and "hb3" not in names and "hb4" not in names
+        assert {f"hb{i}" for i in range(5, 20)} <= names
+        assert len(errors) == 1 and isinstance(errors[0]["exception"], RuntimeError)
+        for name, at, when in fired:
+            assert when >= at - 1e-6, name  # never early
+            if name != "exact":
+                assert when <= at + tick + 0.03, name  # at most a tick late (plus loop jitter)
+        # Timers due in the same tick fire together: 20 deadlines over 0.07 s, few ticks.
+        whens = sorted(when for name, _, when in fired if name.startswith("hb"))
+        passes = 1 + sum(b - a > 0.02 for a, b in itertools.pairwise(whens))
+        assert passes <= 3, whens
+
+    asyncio.run(main())
