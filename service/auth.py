@@ -110,15 +110,49 @@ def issue_ticket(secret: str, principal: Principal, *, ttl: float, now: float | 
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
+#: Tokens that passed every check but the clock's: (secret, token, ticket, max_ttl) ->
+#: (principal, exp, iat). Bounded; the oldest entries go first.
+_VERIFIED: dict[tuple[str, str, bool, float | None], tuple[Principal, float, float]] = {}
+_VERIFIED_MAX = 4096
+
+
 def verify_token(secret: str, token: str | None, *, max_ttl: float | None = None,
                  ticket: bool = False, now: float | None = None) -> Principal:
-    """Check a token's (or, with ``ticket``, a ticket's) signature, expiry and claims."""
+    """Check a token's (or, with ``ticket``, a ticket's) signature, expiry and claims.
+
+    A token's signature and claims are checked once: the answer depends only on the
+    token, the key and the options, so a token that passed is remembered (a publisher
+    sends the same one with every publish) and only its time checks, ``exp`` and
+    ``iat``, run again on each use. Failures are never remembered. Revocation is not
+    part of this check (the deny list is read per request).
+    """
     what = "ticket" if ticket else "token"
     if not token:
         raise AuthError(f"missing {what}",
                         hint="send 'Authorization: Bearer <token>'; browsers open GET /stream "
                              "with '?ticket=' from POST /stream/ticket")
     moment = time.time() if now is None else now
+    key = (secret, token, ticket, max_ttl)
+    hit = _VERIFIED.get(key)
+    if hit is not None:
+        principal, exp, iat = hit
+        if exp <= moment:
+            raise AuthError(f"{what} expired", hint="get a new token and reconnect")
+        if iat > moment + _LEEWAY:
+            raise AuthError(f"invalid {what}: 'iat' is in the future",
+                            hint="check the issuer's clock")
+        return principal
+    principal, exp, iat = _check(secret, token, what, max_ttl=max_ttl, ticket=ticket,
+                                 moment=moment)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        del _VERIFIED[next(iter(_VERIFIED))]
+    _VERIFIED[key] = (principal, exp, iat)
+    return principal
+
+
+def _check(secret: str, token: str, what: str, *, max_ttl: float | None, ticket: bool,
+           moment: float) -> tuple[Principal, float, float]:
+    """Every check of :func:`verify_token`; the principal with the token's exp and iat."""
     try:
         claims = jwt.decode(token, secret, algorithms=[_ALGORITHM],
                             options={"require": ["sub", "exp", "iat", "jti"],
@@ -150,7 +184,7 @@ def verify_token(secret: str, token: str | None, *, max_ttl: float | None = None
         try:
             return Principal(user=user, role="user", expires_at=float(claims["pexp"]),
                              token_id=str(claims["pjti"]), issued_at=float(claims["piat"]),
-                             ticket=True)
+                             ticket=True), float(claims["exp"]), float(claims["iat"])
         except (KeyError, TypeError, ValueError):
             raise AuthError("invalid ticket", hint="get one from POST /stream/ticket") from None
     lifetime = float(claims["exp"]) - float(claims["iat"])
@@ -167,4 +201,4 @@ def verify_token(secret: str, token: str | None, *, max_ttl: float | None = None
         raise AuthError("invalid token: bad 'topics'", hint="a list of up to 100 patterns")
     return Principal(user=user, role=role, expires_at=float(claims["exp"]),
                      token_id=claims["jti"], issued_at=float(claims["iat"]),
-                     topics=tuple(topics))
+                     topics=tuple(topics)), float(claims["exp"]), float(claims["iat"])

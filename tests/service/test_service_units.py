@@ -71,6 +71,26 @@ def test_tokens() -> None:
         verify_token(KEY, jwt.encode({"sub": "a", "iat": 1, "exp": 2**40}, KEY))
 
 
+def test_a_remembered_token_still_expires_and_nothing_else_is_remembered() -> None:
+    token = issue_token(KEY, "alice", role="publisher", ttl=60, now=1000.0, topics=["*"])
+    first = verify_token(KEY, token, now=1001.0, max_ttl=3600)
+    assert verify_token(KEY, token, now=1050.0, max_ttl=3600) == first  # from the cache
+    with pytest.raises(AuthError, match="token expired"):
+        verify_token(KEY, token, now=1060.0, max_ttl=3600)  # exp is checked on every use
+    with pytest.raises(AuthError, match="'iat' is in the future"):
+        verify_token(KEY, token, now=900.0, max_ttl=3600)  # and iat
+    with pytest.raises(AuthError, match="lifetime over the maximum"):
+        verify_token(KEY, token, now=1001.0, max_ttl=30)  # other options: checked afresh
+    with pytest.raises(AuthError, match="invalid token"):
+        verify_token("o" * 32, token, now=1001.0, max_ttl=3600)  # another key: checked afresh
+    with pytest.raises(AuthError, match="a stream ticket is not a bearer token"):
+        verify_token(KEY, issue_ticket(KEY, first, ttl=30, now=1001.0), now=1002.0)
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    for _ in range(2):  # a failure is never remembered as a pass
+        with pytest.raises(AuthError, match="invalid token"):
+            verify_token(KEY, forged, now=1001.0, max_ttl=3600)
+
+
 def test_stream_tickets_are_short_lived_stream_only_and_keep_their_parent() -> None:
     parent = verify_token(KEY, issue_token(KEY, "alice", ttl=600, now=1000.0), now=1000.0)
     ticket = issue_ticket(KEY, parent, ttl=30, now=1000.0)
