@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from model.core import EventId, RemoteProtocolError
 from model.session import HEARTBEAT
@@ -231,10 +231,30 @@ BUSY: dict[int | str, dict[str, Any]] = {
 class EventStream(EventSourceResponse):
     """An SSE response that counts a send timeout as a slow consumer instead of raising it."""
 
-    def __init__(self, sess: StreamSession, metrics: Metrics, content: Any, **kwargs: Any
-                 ) -> None:
+    def __init__(self, sess: StreamSession, metrics: Metrics, content: Any, *,
+                 timers: TickTimers, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
-        self._sess, self._metrics = sess, metrics
+        self._sess, self._metrics, self._timers = sess, metrics, timers
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        """One ASGI send, cancelled (``SendTimeoutError``) if still blocked after ``send_timeout``.
+
+        sse-starlette arms a loop timer per send (``anyio.move_on_after``); a stream's
+        sends are many and nearly all finish at once, so the deadline goes on the
+        stream's shared tick instead: a blocked send is cut off at most a tick late.
+        """
+        if self.send_timeout is None:
+            await super()._send_with_timeout(send, message)
+            return
+        timers = self._timers
+        with anyio.CancelScope() as scope:
+            slot = timers.once(timers.now() + self.send_timeout, self, scope.cancel)
+            try:
+                await send(message)
+            finally:
+                timers.forget(slot, self)
+        if scope.cancel_called:
+            raise SendTimeoutError()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the stream; a client that stops reading is cut off after the send timeout."""
@@ -338,7 +358,8 @@ async def _open_stream(rt: "Runtime", principal: Principal, cursor: EventId | No
             rt.admission.release(principal.token_id, address)
             metrics.open_streams.dec()
 
-    return EventStream(sess, metrics, frames(), ping=0, send_timeout=settings.send_timeout_s,
+    return EventStream(sess, metrics, frames(), timers=timers, ping=0,
+                       send_timeout=settings.send_timeout_s,
                        shutdown_event=shutdown, shutdown_grace_period=settings.shutdown_grace_s,
                        data_sender_callable=on_shutdown,
                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

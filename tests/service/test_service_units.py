@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import jwt
 import pytest
@@ -321,5 +322,43 @@ def test_tick_timers_coalesce_only_their_names_never_early_at_most_a_tick_late()
         whens = sorted(when for name, _, when in fired if name.startswith("hb"))
         passes = 1 + sum(b - a > 0.02 for a, b in itertools.pairwise(whens))
         assert passes <= 3, whens
+
+    asyncio.run(main())
+
+
+def test_a_blocked_send_times_out_on_the_tick_and_a_quick_one_leaves_no_deadline() -> None:
+    import asyncio
+
+    from sse_starlette.sse import SendTimeoutError
+
+    from service.api import EventStream
+    from service.timers import _WHEELS, TickTimers
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        timers = TickTimers(0.01, frozenset())
+
+        async def nothing() -> AsyncIterator[bytes]:
+            yield b""
+
+        stream = EventStream(None, None, nothing(), timers=timers,  # type: ignore[arg-type]
+                             send_timeout=0.1)
+        sent: list[object] = []
+
+        async def quick(message: object) -> None:
+            sent.append(message)
+
+        for _ in range(100):
+            await stream._send_with_timeout(quick, {"type": "http.response.body"})
+        assert len(sent) == 100
+        assert not any(entries for entries in _WHEELS[loop][0.01].slots.values())
+
+        async def blocked(message: object) -> None:
+            await asyncio.sleep(3600)
+
+        started = loop.time()
+        with pytest.raises(SendTimeoutError):
+            await stream._send_with_timeout(blocked, {"type": "http.response.body"})
+        assert 0.1 <= loop.time() - started < 0.1 + 0.01 + 0.1
 
     asyncio.run(main())
