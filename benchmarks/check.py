@@ -5,7 +5,9 @@ world only), ``--only NAME`` (one world, repeatable), ``--profile`` (also run th
 default world under cProfile and keep the top entries, by own time and by
 cumulative time, in the JSON), ``--top N`` (how many entries, 15), and any
 ``check()`` option as ``--workers N`` / ``--scheduler ADDRESS`` /
-``--no-reduction``; ``--ratios`` also runs each world without reductions.
+``--no-reduction``; ``--ratios`` also runs each world without reductions;
+``--teeth`` hunts each seed fix's bug (F1..F5 off, one at a time) in the world of
+two clients and two replicas and reports the seconds to its shortest counterexample.
 Figures are wall time on a shared machine: quote them with the command and the
 load average recorded; ``states_per_cpu_second`` (one process) is steadier.
 """
@@ -21,6 +23,7 @@ import platform
 import pstats
 from typing import Any
 
+from model.fixes import Fixes, info
 from model.world import WorldConfig
 from sims.check import check
 
@@ -52,6 +55,23 @@ def profile_top(config: WorldConfig, top: int, **options: Any) -> dict[str, list
     return out
 
 
+def hunt_teeth(options: dict[str, Any]) -> dict[str, Any]:
+    """Each seed fix off in the two-client, two-replica world: time to a shortest counterexample."""
+    out: dict[str, Any] = {}
+    for n in range(1, 6):
+        row = info(f"F{n}")
+        sizes = dict(row.worlds[0]) if row.worlds else {}
+        config = WorldConfig(**({"clients": 2, "replicas": 2} | sizes),
+                             fixes=Fixes().without(row.name, *row.also_off))
+        r = check(config, stop_at_first=True, liveness=False, **options)
+        first = min(r.violations, key=lambda v: len(v.steps), default=None)
+        out[f"F{n} {row.name}"] = {
+            "found": [v.invariant for v in r.violations], "seconds": round(r.seconds, 2),
+            "states": r.states, "depth": r.depth,
+            "counterexample_steps": len(first.steps) if first else None}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run each configuration once and print one JSON object."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ratios", action="store_true",
                    help="also run each world without reductions and report the state ratio")
     p.add_argument("--scheduler", help="a Dask scheduler address (with --workers N actors)")
+    p.add_argument("--teeth", action="store_true",
+                   help="only hunt F1..F5's bugs in the two-client, two-replica world")
     args = p.parse_args(argv)
     names = args.only or [n for n in CONFIGS if n not in SLOW and (not args.quick or n in QUICK)]
     options: dict[str, Any] = {}
@@ -73,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         options["reduction"] = False
     if args.scheduler:
         options["scheduler"] = args.scheduler
-    results = {}
+    results: dict[str, Any] = {}
+    if args.teeth:
+        names = []
+        results = {"teeth_2x2": hunt_teeth(options)}
     for name in names:
         config = CONFIGS[name]
         r = check(config, **options)

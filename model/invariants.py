@@ -72,8 +72,10 @@ from model.world import (
     DELIVERY_FLAGS,
     FAILED_FLAGS,
     REAUTH_BOUND,
+    ClientSlot,
     Frame,
     Link,
+    Memo,
     Pub,
     State,
     StreamPhase,
@@ -276,29 +278,58 @@ def stall_bound(cfg: WorldConfig) -> int:
     return cfg.heartbeat_timeout + cfg.heartbeat_check_interval
 
 
-def violations(cfg: WorldConfig, s: State) -> list[str]:
-    """Names of the safety invariants state ``s`` of ``cfg`` violates (empty when all hold)."""
+_COUNTER, _FAILED, _ORDERED, _CURSORLESS, _SINGLE, _REVOKED, _LIVE = (1 << n for n in range(7))
+
+
+def _slot_breaches(cfg: WorldConfig, slot: ClientSlot) -> int:
+    """What a client slot alone shows: a bit per breached invariant, and whether it is live."""
+    m = slot.machine
+    bits = 0
+    if m.attempts != slot.attempts_started or m.attempts > cfg.max_attempts:
+        bits |= _COUNTER
+    if slot.flags & FAILED_FLAGS or (m.status is cl.Status.FAILED and m.last_event_id is not None):
+        bits |= _FAILED
+    if slot.flags & DELIVERY_FLAGS:
+        bits |= _ORDERED
+    if (m.last_event_id is None and m.status is cl.Status.CONNECTED and slot.streams
+            and slot.streams[-1].heard):
+        bits |= _CURSORLESS
+    if len(slot.streams) > 1:
+        bits |= _SINGLE
+    if any(st.revoked_for > REAUTH_BOUND and st.phase is StreamPhase.OPEN for st in slot.streams):
+        bits |= _REVOKED
+    if cl.is_live(m):
+        bits |= _LIVE
+    return bits
+
+
+def violations(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[str]:
+    """Names of the safety invariants state ``s`` of ``cfg`` violates (empty when all hold).
+
+    ``memo`` (the one ``model.world.enabled`` is given) remembers what each client slot
+    alone shows; the verdict is the same without it.
+    """
     out: list[str] = []
-    counter = failed = stale = single = ordered = cursorless = revoked = False
+    bits = 0
+    stale = False
+    judged = memo.judged if memo is not None else None
     for i, slot in enumerate(s.clients):
-        m = slot.machine
-        if m.attempts != slot.attempts_started or m.attempts > cfg.max_attempts:
-            counter = True
-        if slot.flags & FAILED_FLAGS or (m.status is cl.Status.FAILED
-                                         and m.last_event_id is not None):
-            failed = True
-        if slot.flags & DELIVERY_FLAGS:
-            ordered = True
-        if (m.last_event_id is None and m.status is cl.Status.CONNECTED and slot.streams
-                and slot.streams[-1].heard):
-            cursorless = True
-        if len(slot.streams) > 1:
-            single = True
-        if any(st.revoked_for > REAUTH_BOUND and st.phase is StreamPhase.OPEN
-               for st in slot.streams):
-            revoked = True
-        if not stale and cl.is_live(m) and not covered(client_facts(cfg, s, i)):
+        if judged is None:
+            mine = _slot_breaches(cfg, slot)
+        else:
+            hit = judged.get(id(slot))
+            if hit is not None and hit[0] is slot:
+                mine = hit[1]
+            else:
+                mine = _slot_breaches(cfg, slot)
+                if len(judged) > 1 << 20:
+                    judged.clear()
+                judged[id(slot)] = (slot, mine)
+        bits |= mine
+        if not stale and mine & _LIVE and not covered(client_facts(cfg, s, i)):
             stale = True
+    counter, failed, ordered = bits & _COUNTER, bits & _FAILED, bits & _ORDERED
+    cursorless, single, revoked = bits & _CURSORLESS, bits & _SINGLE, bits & _REVOKED
     if counter:
         out.append(BOUNDED_COUNTER)
     if failed:

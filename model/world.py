@@ -772,16 +772,23 @@ class Memo:
     (a mutant is swapped in).
     """
 
-    __slots__ = ("clients", "replicas")
+    __slots__ = ("by_id", "clients", "judged", "replicas")
 
     def __init__(self) -> None:
         self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
         self.replicas: dict[tuple[int, Replica, Db, bool], tuple[ReplicaMove, ...] | None] = {}
+        #: the same client moves by object identity (a successor shares its parent's objects);
+        #: each entry holds the objects, so their ids are not reused while it is kept
+        self.by_id: dict[tuple[int, int, int, bool],
+                         tuple[ClientSlot, Db, tuple[ClientMove, ...]]] = {}
+        #: what model.invariants.violations judged of a client slot alone, by identity
+        self.judged: dict[int, tuple[ClientSlot, int]] = {}
 
     def __len__(self) -> int:
         return len(self.clients) + len(self.replicas)
 
 
+_BY_ID_CAP = 1 << 20  #: identity entries kept before the table starts afresh
 _Chosen = tuple[tuple[Enabler, ...], tuple[ReplicaEnabler, ...], tuple[ClientEnabler, ...]]
 _CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, _Chosen]] = {}
 
@@ -855,12 +862,20 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
             out.append(Transition(kind, r, variant, args, feeds,
                                   State(clients, reps, db, s.pubs, s.published, s.faults + spent,
                                         s.overrun)))
-    known_clients = memo.clients
+    known_clients, by_id = memo.clients, memo.by_id
     for i, slot in enumerate(clients):
-        key = (i, slot, db, budget)
-        moves = known_clients.get(key)
-        if moves is None:
-            moves = known_clients[key] = _client_moves(cfg, s, i, client_own)
+        fast = (i, id(slot), id(db), budget)
+        hit = by_id.get(fast)
+        if hit is not None and hit[0] is slot and hit[1] is db:
+            moves = hit[2]
+        else:
+            key = (i, slot, db, budget)
+            moves = known_clients.get(key)  # type: ignore[assignment]
+            if moves is None:
+                moves = known_clients[key] = _client_moves(cfg, s, i, client_own)
+            if len(by_id) > _BY_ID_CAP:
+                by_id.clear()
+            by_id[fast] = (slot, db, moves)
         for kind, variant, args, feeds, new, spent, over in moves:
             after = (*clients[:i], new, *clients[i + 1:])
             out.append(Transition(kind, i, variant, args, feeds,

@@ -90,7 +90,7 @@ class Partition:
         spared: dict[str, int] = {}  # what a reduction spared (none yet beyond symmetry)
         transitions = 0
         for fp, state in self.frontier:
-            bad = violations(cfg, state)
+            bad = violations(cfg, state, memo)
             if bad and only is not None:
                 bad = [name for name in bad if name in only]
             if bad:

@@ -1,4 +1,5 @@
-"""``model.world.enabled`` lists the same transitions with a memo as without one.
+"""``model.world.enabled`` lists the same transitions with a memo as without one
+(and ``model.invariants.violations`` gives the same verdicts).
 
 The checker keeps a memo of each client's own moves, keyed by the client's slot and
 the database (``model.world.CLIENT_ENABLERS``), and of each replica's own moves
@@ -36,7 +37,9 @@ def _walk(cfg: WorldConfig, limit: int) -> tuple[int, int]:
         for s in frontier:
             plain = enabled(cfg, s)
             assert enabled(cfg, s, memo) == plain, s
-            if violations(cfg, s):
+            judged = violations(cfg, s)
+            assert violations(cfg, s, memo) == judged, s
+            if judged:
                 continue
             for t in plain:
                 if t.state not in seen:
