@@ -412,7 +412,7 @@ async def publish(
         idempotency = (f"{principal.user}", idempotency_key, fingerprint)
     try:
         event_id, committed, replayed = await rt.store.publish_once(
-            body.user, body.type, body.data, idempotency=idempotency)
+            body.user, body.type, body.data, idempotency=idempotency, text=data)
     except IdempotencyConflict:
         return JSONResponse({"detail": [{"loc": ["header", "idempotency-key"],
                                          "msg": "this Idempotency-Key was used for a different "

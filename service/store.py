@@ -179,7 +179,7 @@ class Store:
         self.topic_sequence = topic_sequence
         self.replay_max_bytes = replay_max_bytes
         self._s = sql.Identifier(schema)
-        self._queries: dict[str, sql.Composed] = {}
+        self._queries: dict[str, bytes] = {}
 
         def pool(name: str, application: str) -> AsyncConnectionPool:
             recent = RecentCheck()
@@ -201,11 +201,11 @@ class Store:
         """Each pool's psycopg-pool statistics (size, waiting, ...)."""
         return {p.name: p.get_stats() for p in self._pools()}
 
-    def _q(self, text: str) -> sql.Composed:
-        """``text`` with ``{s}`` as the schema, composed once per text (the schema is fixed)."""
+    def _q(self, text: str) -> bytes:
+        """``text`` with ``{s}`` as the quoted schema, rendered once per text (it is fixed)."""
         query = self._queries.get(text)
         if query is None:
-            query = self._queries[text] = sql.SQL(text).format(s=self._s)
+            query = self._queries[text] = sql.SQL(text).format(s=self._s).as_bytes(None)
         return query
 
     async def open(self) -> None:
@@ -246,14 +246,15 @@ class Store:
         return event_id, created
 
     async def publish_once(self, topic: str, type_: str, data: Any, *,
-                           idempotency: tuple[str, str, str] | None = None
-                           ) -> tuple[EventId, float, bool]:
+                           idempotency: tuple[str, str, str] | None = None,
+                           text: str | None = None) -> tuple[EventId, float, bool]:
         """Commit one event; with ``(owner, key, request)`` at most once per key.
 
         Returns the id, the commit time and whether it was an earlier publish's
-        answer (the key was seen before, for the same request).
+        answer (the key was seen before, for the same request). ``text``: ``data``
+        already serialised as compact JSON, by a caller that needed it too.
         """
-        payload = json.dumps(data, separators=(",", ":"))
+        payload = json.dumps(data, separators=(",", ":")) if text is None else text
         if self.topic_sequence:
             take = ("UPDATE {s}.topics SET head = head + 1 WHERE topic = %s "
                     "RETURNING epoch, head AS seq")
