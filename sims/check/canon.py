@@ -144,6 +144,8 @@ class Canon:
                                   else [ident])
         self._ident = ident
         self._perm = {p: p for p in self.perms}  #: each permutation, interned
+        #: with two replicas: the permutation when they are in order, and when swapped
+        self._pair = (ident, tuple(reversed(ident))) if n == 2 else (ident, ident)
         fields = State._fields
         self._at_clients = fields.index("clients")
         self._at_replicas = fields.index("replicas")
@@ -195,9 +197,19 @@ class Canon:
         rest = self._rest_code(s)
         reps: tuple[Any, ...] = s[self._at_replicas]  # type: ignore[assignment]
         slots: tuple[Any, ...] = s[self._at_clients]  # type: ignore[assignment]
-        codes = [self._replica(rep) for rep in reps]
+        rids = self._replica_ids
+        codes: list[int] = []
+        for rep in reps:
+            hit = rids.get(id(rep))
+            codes.append(hit[1] if hit is not None and hit[0] is rep else self._replica(rep))
         if not self.replica_symmetry:
-            clients = [self._client(slot, self._ident) for slot in slots]
+            ident = self._ident
+            cids = self._client_ids[ident]
+            clients: list[int] = []
+            for slot in slots:
+                got = cids.get(id(slot))
+                clients.append(got[1] if got is not None and got[0] is slot
+                               else self._client(slot, ident))
             if self.client_symmetry:
                 clients.sort()
             return hash((rest, *codes, -1, *clients))
@@ -216,7 +228,11 @@ class Canon:
 
     def _perms_placing(self, codes: list[int], placed: list[int]) -> list[Perm]:
         """Every permutation (old index -> new) that puts the codes in sorted order."""
-        if len(set(codes)) == len(codes):
+        if len(codes) == 2:  # the common case, without building a permutation
+            a, b = codes
+            if a != b:
+                return [self._pair[a > b]]
+        elif len(set(codes)) == len(codes):
             perm = [0] * len(codes)
             for new, old in enumerate(sorted(range(len(codes)), key=codes.__getitem__)):
                 perm[old] = new
