@@ -322,7 +322,7 @@ def violations(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[str
                 mine = hit[1]
             else:
                 mine = _slot_breaches(cfg, slot)
-                if len(judged) > 1 << 20:
+                if len(judged) > Memo.ID_CAP:
                     judged.clear()
                 judged[id(slot)] = (slot, mine)
         bits |= mine

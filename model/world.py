@@ -13,7 +13,10 @@ checker walks the world exhaustively, Hypothesis walks it at random, and both
 judge every state with :func:`model.invariants.violations`.
 
 How it is built. :func:`enabled` is a loop over small *enablers*, one per actor
-and kind (:data:`ENABLERS`); each yields the transitions of its kind. The
+and kind; each yields the transitions of its kind. :data:`ENABLERS` hold the
+world-wide ones; :data:`REPLICA_ENABLERS` and :data:`CLIENT_ENABLERS` the moves
+of one replica or one client, which read and change only that actor and the
+database, so a search may remember them per actor (:class:`Memo`). The
 vocabulary (state tuples, :class:`Transition`, sentences) is in
 :mod:`model.world_state`, and carrying out the machines' actions in
 :mod:`model.world_shell`; this module re-exports what callers need. Adding a
@@ -774,6 +777,9 @@ class Memo:
 
     __slots__ = ("by_id", "clients", "judged", "replicas")
 
+    #: identity entries kept before a table starts afresh (each holds its objects alive)
+    ID_CAP = 1 << 16
+
     def __init__(self) -> None:
         self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
         self.replicas: dict[tuple[int, Replica, Db, bool], tuple[ReplicaMove, ...] | None] = {}
@@ -788,7 +794,6 @@ class Memo:
         return len(self.clients) + len(self.replicas)
 
 
-_BY_ID_CAP = 1 << 20  #: identity entries kept before the table starts afresh
 _Chosen = tuple[tuple[Enabler, ...], tuple[ReplicaEnabler, ...], tuple[ClientEnabler, ...]]
 _CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, _Chosen]] = {}
 
@@ -873,7 +878,7 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
             moves = known_clients.get(key)  # type: ignore[assignment]
             if moves is None:
                 moves = known_clients[key] = _client_moves(cfg, s, i, client_own)
-            if len(by_id) > _BY_ID_CAP:
+            if len(by_id) > Memo.ID_CAP:
                 by_id.clear()
             by_id[fast] = (slot, db, moves)
         for kind, variant, args, feeds, new, spent, over in moves:

@@ -50,7 +50,7 @@ from model.world import State, WorldConfig
 
 __all__ = ["Canon", "encode", "key_code", "stable_str"]
 
-_ID_CACHE = 1 << 20  #: identity-cache entries kept before it starts afresh
+_ID_CACHE = 1 << 16  #: identity-cache entries kept before it starts afresh (they hold objects)
 _NONE = -0x5EED_0000_0000_0001  #: None's code, unlike any small int the world uses
 Perm = tuple[int, ...]  #: old replica index -> new replica index
 Encoder = Callable[[Any, Perm], Any]
