@@ -125,6 +125,7 @@ from model.world_state import (
 from model.world_state import Arg as Arg
 
 __all__ = [
+    "ASLEEP_ENABLERS",
     "CLIENT_ENABLERS",
     "ENABLERS",
     "Memo",
@@ -330,12 +331,11 @@ def _awake(s: State) -> Iterator[tuple[int, ClientSlot]]:
 def _laptops_wake(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """A sleeping laptop wakes: every armed timer is due at once."""
     slot = s.clients[i]
-    if slot.asleep:
-        ctx = Ctx(cfg, s)
-        ctx.clients[i] = slot._replace(asleep=False,
-                                       heartbeat_left=0 if slot.heartbeat_left >= 0 else -1,
-                                       backoff_left=0 if slot.backoff_left >= 0 else -1)
-        yield _t(Kind.WAKE, i, ctx.state(s), ctx=ctx)
+    ctx = Ctx(cfg, s)
+    ctx.clients[i] = slot._replace(asleep=False,
+                                   heartbeat_left=0 if slot.heartbeat_left >= 0 else -1,
+                                   backoff_left=0 if slot.backoff_left >= 0 else -1)
+    yield _t(Kind.WAKE, i, ctx.state(s), ctx=ctx)
 
 
 def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
@@ -369,8 +369,6 @@ def _opens(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """
     db = s.db
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         if stream.phase is not StreamPhase.REGISTERED:
             continue
@@ -406,8 +404,6 @@ def _replays(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Postgres answers a running replay query with its rows."""
     db = s.db
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         q = stream.query
         if stream.phase is not StreamPhase.OPEN or q is None:
@@ -426,8 +422,6 @@ def _replays(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _replay_fails(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a running replay query fails."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         if stream.phase is not StreamPhase.OPEN or stream.query is None:
             continue
@@ -448,8 +442,6 @@ _RECEIVE: dict[Frame, tuple[str, Callable[[int], cl.ClientInput]]] = {
 def _receives(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """The client reads the next frame of its current stream."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     if not slot.streams:
         return
     k = len(slot.streams) - 1
@@ -468,8 +460,6 @@ def _receives(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _streams_drop(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: an open stream closes; both ends see it."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         if stream.phase is StreamPhase.OPEN:
             ctx = Ctx(cfg, s)
@@ -481,8 +471,6 @@ def _streams_drop(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _streams_stall(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: an open stream goes silent without closing."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         if stream.phase is StreamPhase.OPEN:
             ctx = Ctx(cfg, s)
@@ -498,8 +486,6 @@ def _snapshots_load(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """A pending snapshot finishes loading."""
     db = s.db
     slot = s.clients[i]
-    if slot.asleep:
-        return
     if slot.snapshot is None:
         return
     head_first, value = slot.snapshot
@@ -516,8 +502,6 @@ def _snapshots_load(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _snapshot_fails(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a pending snapshot load fails."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     if slot.snapshot is None:
         return
     ctx = Ctx(cfg, s)
@@ -529,8 +513,6 @@ def _snapshot_fails(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _client_timers(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """A due heartbeat or backoff timer fires."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     if slot.heartbeat_left == 0:
         ctx = Ctx(cfg, s)
         ctx.clients[i] = slot._replace(heartbeat_left=-1)
@@ -547,8 +529,6 @@ def _client_timers(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _triggers(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """The browser goes online or the page becomes visible (waiting or failed clients)."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     if slot.machine.status is cl.Status.WAITING or slot.machine.status is cl.Status.FAILED:
         for variant, trigger in (("online", cl.Online()), ("visible", cl.Visible())):
             ctx = Ctx(cfg, s)
@@ -559,8 +539,6 @@ def _triggers(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _retries(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """The user presses Retry on a failed client (recover())."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     if slot.machine.status is cl.Status.FAILED:
         ctx = Ctx(cfg, s)
         feed_client(ctx, i, cl.Recover())
@@ -570,8 +548,6 @@ def _retries(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
 def _laptops_sleep(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a laptop lid closes; open streams go silent, timers stand still."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     ctx = Ctx(cfg, s)
     frozen = tuple(_stalled(st) if st.phase is StreamPhase.OPEN else st for st in slot.streams)
     ctx.clients[i] = slot._replace(asleep=True, streams=frozen)
@@ -596,8 +572,6 @@ def _sentinel_timers(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]
 def _tokens_revoked(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     """Fault: a streaming client's token is revoked (or expires)."""
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         if stream.phase is StreamPhase.OPEN and not stream.revoked:
             ctx = Ctx(cfg, s)
@@ -613,8 +587,6 @@ def _reauth_checks(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     session does with it.
     """
     slot = s.clients[i]
-    if slot.asleep:
-        return
     for k, stream in enumerate(slot.streams):
         if (stream.phase is StreamPhase.OPEN and stream.revoked and stream.revoked_for < 0
                 and stream.session is not None):
@@ -741,9 +713,10 @@ REPLICA_ENABLERS: tuple[tuple[Kind, ReplicaEnabler], ...] = (
 #: (kind, enabler) of one client's own moves, listed last, client by client. Each reads
 #: only the config, that client's slot and the database, and changes only that slot (and
 #: the fault count and replay overrun): so :func:`enabled` may reuse a client's moves
-#: across states that share its slot and the database (:class:`Memo`).
+#: across states that share its slot and the database (:class:`Memo`). A sleeping
+#: laptop only wakes (:data:`ASLEEP_ENABLERS`); these run for clients that are awake.
+ASLEEP_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = ((Kind.WAKE, _laptops_wake),)
 CLIENT_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = (
-    (Kind.WAKE, _laptops_wake),
     (Kind.OPEN, _opens),
     (Kind.REPLAY, _replays),
     (Kind.POSTGRES_REPLAY_FAILS, _replay_fails),
@@ -794,7 +767,9 @@ class Memo:
         return len(self.clients) + len(self.replicas)
 
 
-_Chosen = tuple[tuple[Enabler, ...], tuple[ReplicaEnabler, ...], tuple[ClientEnabler, ...]]
+#: world-wide, per-replica, per awake client, per sleeping client
+_Chosen = tuple[tuple[Enabler, ...], tuple[ReplicaEnabler, ...], tuple[ClientEnabler, ...],
+                tuple[ClientEnabler, ...]]
 _CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, _Chosen]] = {}
 
 
@@ -806,7 +781,8 @@ def _chosen(cfg: WorldConfig, budget: bool) -> _Chosen:
             return budget and kind.value not in cfg.without_faults if kind.fault else True
         hit = (cfg, (tuple(e for k, e in ENABLERS if keep(k)),
                      tuple(e for k, e in REPLICA_ENABLERS if keep(k)),
-                     tuple(e for k, e in CLIENT_ENABLERS if keep(k))))
+                     tuple(e for k, e in CLIENT_ENABLERS if keep(k)),
+                     tuple(e for k, e in ASLEEP_ENABLERS if keep(k))))
         _CHOSEN[(id(cfg), budget)] = hit
     return hit[1]
 
@@ -838,7 +814,7 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
     and each replica's own moves; the result is the same with or without it.
     """
     budget = s.faults < cfg.faults
-    world_wide, replica_own, client_own = _chosen(cfg, budget)
+    world_wide, replica_own, awake_own, asleep_own = _chosen(cfg, budget)
     out: list[Transition] = []
     for enabler in world_wide:
         out.extend(enabler(cfg, s))
@@ -846,8 +822,8 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
         for r in range(len(s.replicas)):
             for replica_enabler in replica_own:
                 out.extend(replica_enabler(cfg, s, r))
-        for i in range(len(s.clients)):
-            for client_enabler in client_own:
+        for i, slot in enumerate(s.clients):
+            for client_enabler in asleep_own if slot.asleep else awake_own:
                 out.extend(client_enabler(cfg, s, i))
         return out
     clients, replicas, db = s.clients, s.replicas, s.db
@@ -877,7 +853,8 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
             key = (i, slot, db, budget)
             moves = known_clients.get(key)  # type: ignore[assignment]
             if moves is None:
-                moves = known_clients[key] = _client_moves(cfg, s, i, client_own)
+                moves = known_clients[key] = _client_moves(
+                    cfg, s, i, asleep_own if slot.asleep else awake_own)
             if len(by_id) > Memo.ID_CAP:
                 by_id.clear()
             by_id[fast] = (slot, db, moves)

@@ -66,8 +66,8 @@ def test_a_move_that_reads_a_replica_is_caught() -> None:
         yield from ()
 
     cfg = WorldConfig()
-    world, replicas, clients = wd._chosen(cfg, True)
-    wd._CHOSEN[(id(cfg), True)] = (cfg, (world, replicas, (*clients, peeks)))
+    world, replicas, clients, asleep = wd._chosen(cfg, True)
+    wd._CHOSEN[(id(cfg), True)] = (cfg, (world, replicas, (*clients, peeks), asleep))
     try:
         enabled(cfg, initial(cfg))  # plain: fine
         with pytest.raises(IndexError):
@@ -85,8 +85,8 @@ def test_a_replica_move_that_reads_a_client_is_caught() -> None:
         yield from ()
 
     cfg = WorldConfig()
-    world, replicas, clients = wd._chosen(cfg, True)
-    wd._CHOSEN[(id(cfg), True)] = (cfg, (world, (*replicas, peeks), clients))
+    world, replicas, clients, asleep = wd._chosen(cfg, True)
+    wd._CHOSEN[(id(cfg), True)] = (cfg, (world, (*replicas, peeks), clients, asleep))
     try:
         enabled(cfg, initial(cfg))
         with pytest.raises(IndexError):
