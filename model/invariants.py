@@ -68,6 +68,7 @@ from typing import NamedTuple
 from model import client as cl
 from model import session as se
 from model import subscriber as sb
+from model.memo import Memo, remember
 from model.world import (
     DELIVERY_FLAGS,
     FAILED_FLAGS,
@@ -75,7 +76,6 @@ from model.world import (
     ClientSlot,
     Frame,
     Link,
-    Memo,
     Pub,
     State,
     StreamPhase,
@@ -321,10 +321,7 @@ def violations(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[str
             if hit is not None and hit[0] is slot:
                 mine = hit[1]
             else:
-                mine = _slot_breaches(cfg, slot)
-                if len(judged) > Memo.ID_CAP:
-                    judged.clear()
-                judged[id(slot)] = (slot, mine)
+                mine = remember(judged, slot, _slot_breaches(cfg, slot))
         bits |= mine
         if not stale and mine & _LIVE and not covered(client_facts(cfg, s, i)):
             stale = True

@@ -18,8 +18,9 @@ world-wide ones; :data:`REPLICA_ENABLERS` and :data:`CLIENT_ENABLERS` the moves
 of one replica or one client, which read and change only that actor and the
 database, so a search may remember them per actor (:class:`Memo`). The
 vocabulary (state tuples, :class:`Transition`, sentences) is in
-:mod:`model.world_state`, and carrying out the machines' actions in
-:mod:`model.world_shell`; this module re-exports what callers need. Adding a
+:mod:`model.world_state`, carrying out the machines' actions in
+:mod:`model.world_shell`, the tick in :mod:`model.world_time` and what a search
+may remember in :mod:`model.memo`; this module re-exports what callers need. Adding a
 fault kind is one enabler plus one row in :data:`SENTENCES` (or a sentence in
 ``model.faults``) and one member of :class:`Kind`.
 
@@ -83,10 +84,9 @@ from model import client as cl
 from model import session as se
 from model import subscriber as sb
 from model.core import EventId
+from model.memo import ActorEnabler, Memo
 from model.world_shell import (
-    DETACHED,
     Ctx,
-    FansOut,
     bit,
     close_stream,
     feed_client,
@@ -123,41 +123,13 @@ from model.world_state import (
     seqs,
 )
 from model.world_state import Arg as Arg
+from model.world_time import REAUTH_BOUND, time_passes
 
-__all__ = [
-    "ASLEEP_ENABLERS",
-    "CLIENT_ENABLERS",
-    "ENABLERS",
-    "Memo",
-    "REPLICA_ENABLERS",
-    "PROGRESS_KINDS",
-    "SENTENCES",
-    "ClientSlot",
-    "Db",
-    "Fed",
-    "DELIVERY_FLAGS",
-    "FAILED_FLAGS",
-    "Flag",
-    "Frame",
-    "Kind",
-    "Link",
-    "Machine",
-    "PendingSnapshot",
-    "Pub",
-    "Replica",
-    "State",
-    "Stream",
-    "StreamPhase",
-    "Transition",
-    "WorldConfig",
-    "enabled",
-    "flatten",
-    "REAUTH_BOUND",
-    "initial",
-    "render",
-    "pubs_idle",
-    "seqs",
-]
+__all__ = ["ASLEEP_ENABLERS", "CLIENT_ENABLERS", "DELIVERY_FLAGS", "ENABLERS", "FAILED_FLAGS",
+           "PROGRESS_KINDS", "REAUTH_BOUND", "REPLICA_ENABLERS", "SENTENCES", "ClientSlot",
+           "Db", "enabled", "Fed", "Flag", "flatten", "Frame", "initial", "Kind", "Link",
+           "Machine", "Memo", "PendingSnapshot", "Pub", "pubs_idle", "render", "Replica",
+           "seqs", "State", "Stream", "StreamPhase", "Transition", "WorldConfig"]
 
 
 def initial(config: WorldConfig) -> State:
@@ -179,8 +151,6 @@ def initial(config: WorldConfig) -> State:
 # ---------------------------------------------------------------- enablers
 
 Enabler = Callable[[WorldConfig, State], Iterator[Transition]]
-ClientEnabler = Callable[[WorldConfig, State, int], Iterator[Transition]]
-ReplicaEnabler = Callable[[WorldConfig, State, int], Iterator[Transition]]
 
 
 def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
@@ -607,84 +577,6 @@ def _probes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
         yield _t(Kind.PROBE, r, ctx.state(s), s.db.head, ctx=ctx)
 
 
-def _time_passes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
-    """One tick for every running timer, unless a timer is due or nothing runs."""
-    moved = False
-    for slot in s.clients:
-        if slot.asleep:
-            continue
-        if slot.heartbeat_left == 0 or slot.backoff_left == 0:
-            return
-        if any(st.revoked and st.revoked_for < 0 and st.phase is StreamPhase.OPEN
-               for st in slot.streams):
-            return  # a revoked token is re-checked before time moves on
-        flows = _heartbeats_flow(slot)
-        if slot.backoff_left > 0 or (slot.heartbeat_left > 0 and not flows) or (
-                flows and _first_heartbeat_due(slot)):
-            moved = True
-    for rep in s.replicas:
-        if (rep.sentinel_left == 0 or rep.sentinel_timeout_left == 0 or rep.probe_left == 0
-                or rep.queue):
-            return  # due timers fire, and Redis delivers, before time moves on
-        if (rep.sentinel_left > 0 or rep.sentinel_timeout_left > 0 or rep.probe_left > 0
-                or 0 <= rep.dead_for <= cfg.detection_bound):
-            moved = True
-    if not moved:
-        return
-    ctx = Ctx(cfg, s)
-    cap = cfg.heartbeat_timeout + cfg.heartbeat_check_interval + 1
-    for i, slot in enumerate(s.clients):
-        if slot.asleep:
-            continue
-        flows = _heartbeats_flow(slot)
-        if any((st.phase is StreamPhase.STALLED and st.stalled_for < cap)
-               or (st.phase is StreamPhase.OPEN and 0 <= st.revoked_for <= REAUTH_BOUND)
-               for st in slot.streams):
-            slot = slot._replace(streams=tuple(_aged(st, cap) for st in slot.streams))
-        ctx.clients[i] = slot._replace(
-            heartbeat_left=slot.heartbeat_left - 1 if slot.heartbeat_left > 0 and not flows
-            else slot.heartbeat_left,
-            backoff_left=slot.backoff_left - 1 if slot.backoff_left > 0 else slot.backoff_left,
-        )
-        if flows and _first_heartbeat_due(slot):
-            feed_client(ctx, i, cl.HeartbeatReceived())  # the first heartbeat on the stream
-    bound = cfg.detection_bound
-    for r, rep in enumerate(ctx.replicas):
-        ctx.replicas[r] = rep._replace(
-            sentinel_left=rep.sentinel_left - 1 if rep.sentinel_left > 0 else rep.sentinel_left,
-            sentinel_timeout_left=(rep.sentinel_timeout_left - 1 if rep.sentinel_timeout_left > 0
-                                   else rep.sentinel_timeout_left),
-            dead_for=min(rep.dead_for + 1, bound + 1) if rep.dead_for >= 0 else -1,
-            probe_left=rep.probe_left - 1 if rep.probe_left > 0 else rep.probe_left,
-        )
-    yield _t(Kind.TICK, -1, ctx.state(s), ctx=ctx)
-
-
-#: Ticks within which a stream whose revoked token was re-checked must have ended.
-REAUTH_BOUND = 1
-
-
-def _aged(stream: Stream, cap: int) -> Stream:
-    """A stream one tick older: how long it has been silent, or revoked and still open."""
-    if stream.phase is StreamPhase.STALLED and stream.stalled_for < cap:
-        return stream._replace(stalled_for=stream.stalled_for + 1)
-    if stream.phase is StreamPhase.OPEN and 0 <= stream.revoked_for <= REAUTH_BOUND:
-        return stream._replace(revoked_for=stream.revoked_for + 1)
-    return stream
-
-
-def _first_heartbeat_due(slot: ClientSlot) -> bool:
-    """The stream's first heartbeat would arrive now: nothing heard, no frame ahead of it."""
-    stream = slot.streams[-1]
-    return not stream.heard and not stream.wire
-
-
-def _heartbeats_flow(slot: ClientSlot) -> bool:
-    """Server heartbeats reach the client: its newest stream is open."""
-    return (not slot.asleep and bool(slot.streams) and slot.streams[-1].phase is StreamPhase.OPEN
-            and slot.machine.status is cl.Status.CONNECTED)
-
-
 #: (kind, enabler) of the world-wide transitions, in the order they are listed; fault
 #: enablers run only while the fault budget lasts. One enabler per actor and kind.
 ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
@@ -695,14 +587,14 @@ ENABLERS: tuple[tuple[Kind, Enabler], ...] = (
     (Kind.POSTGRES_PRUNE, _retention_prunes),
     (Kind.ACCEPT, _accepts),
     (Kind.PROBE, _probes),
-    (Kind.TICK, _time_passes),
+    (Kind.TICK, time_passes),
 )
 
 #: (kind, enabler) of one replica's own moves, listed next, replica by replica. Each reads
 #: only the config, that replica and the database, and changes only that replica (and
 #: the fault count), unless its subscriber asks for a resync of the replica's streams
 #: (``model.world_shell.feed_replica_sessions``): such a move is never remembered.
-REPLICA_ENABLERS: tuple[tuple[Kind, ReplicaEnabler], ...] = (
+REPLICA_ENABLERS: tuple[tuple[Kind, ActorEnabler], ...] = (
     (Kind.RECONNECT, _links_reconnect),
     (Kind.REPLICA_UP, _replicas_come_up),
     (Kind.REDIS_SUBSCRIBER_DIES, _subscriber_dies),
@@ -715,8 +607,8 @@ REPLICA_ENABLERS: tuple[tuple[Kind, ReplicaEnabler], ...] = (
 #: the fault count and replay overrun): so :func:`enabled` may reuse a client's moves
 #: across states that share its slot and the database (:class:`Memo`). A sleeping
 #: laptop only wakes (:data:`ASLEEP_ENABLERS`); these run for clients that are awake.
-ASLEEP_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = ((Kind.WAKE, _laptops_wake),)
-CLIENT_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = (
+ASLEEP_ENABLERS: tuple[tuple[Kind, ActorEnabler], ...] = ((Kind.WAKE, _laptops_wake),)
+CLIENT_ENABLERS: tuple[tuple[Kind, ActorEnabler], ...] = (
     (Kind.OPEN, _opens),
     (Kind.REPLAY, _replays),
     (Kind.POSTGRES_REPLAY_FAILS, _replay_fails),
@@ -733,43 +625,9 @@ CLIENT_ENABLERS: tuple[tuple[Kind, ClientEnabler], ...] = (
     (Kind.REAUTH, _reauth_checks),
 )
 
-#: One actor's move, as remembered: kind, variant, args, feeds, the actor's new client
-#: slot or replica, the faults it spent and the replay overrun it saw.
-ClientMove = tuple[Kind, str, tuple[Arg, ...], tuple[Fed, ...], ClientSlot, int, int]
-ReplicaMove = tuple[Kind, str, tuple[Arg, ...], tuple[Fed, ...], Replica, int]
-
-
-class Memo:
-    """What :func:`enabled` may remember between calls of one search of one world.
-
-    Each client's own moves by (client, slot, db, budget left), each replica's by
-    (replica, replica state, db, budget left); None where a replica's move fans out to
-    streams and so depends on more. Start a new one when the model's functions change
-    (a mutant is swapped in).
-    """
-
-    __slots__ = ("by_id", "clients", "judged", "replicas")
-
-    #: identity entries kept before a table starts afresh (each holds its objects alive)
-    ID_CAP = 1 << 16
-
-    def __init__(self) -> None:
-        self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
-        self.replicas: dict[tuple[int, Replica, Db, bool], tuple[ReplicaMove, ...] | None] = {}
-        #: the same client moves by object identity (a successor shares its parent's objects);
-        #: each entry holds the objects, so their ids are not reused while it is kept
-        self.by_id: dict[tuple[int, int, int, bool],
-                         tuple[ClientSlot, Db, tuple[ClientMove, ...]]] = {}
-        #: what model.invariants.violations judged of a client slot alone, by identity
-        self.judged: dict[int, tuple[ClientSlot, int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.clients) + len(self.replicas)
-
-
 #: world-wide, per-replica, per awake client, per sleeping client
-_Chosen = tuple[tuple[Enabler, ...], tuple[ReplicaEnabler, ...], tuple[ClientEnabler, ...],
-                tuple[ClientEnabler, ...]]
+_Chosen = tuple[tuple[Enabler, ...], tuple[ActorEnabler, ...], tuple[ActorEnabler, ...],
+                tuple[ActorEnabler, ...]]
 _CHOSEN: dict[tuple[int, bool], tuple[WorldConfig, _Chosen]] = {}
 
 
@@ -787,26 +645,6 @@ def _chosen(cfg: WorldConfig, budget: bool) -> _Chosen:
     return hit[1]
 
 
-def _client_moves(cfg: WorldConfig, s: State, i: int,
-                  enablers: tuple[ClientEnabler, ...]) -> tuple[ClientMove, ...]:
-    """Client i's moves in ``s``, computed without the replicas, publishers and counters."""
-    bare = State(s.clients, (), s.db, (), 0, 0, 0)  # what a client move may not read
-    return tuple((t.kind, t.variant, t.args, t.feeds, t.state.clients[i], t.state.faults,
-                  t.state.overrun)
-                 for enabler in enablers for t in enabler(cfg, bare, i))
-
-
-def _replica_moves(cfg: WorldConfig, s: State, r: int,
-                   enablers: tuple[ReplicaEnabler, ...]) -> tuple[ReplicaMove, ...] | None:
-    """Replica r's moves in ``s``, computed without clients; None if one fans out to streams."""
-    bare = State(DETACHED, s.replicas, s.db, (), 0, 0, 0)
-    try:
-        return tuple((t.kind, t.variant, t.args, t.feeds, t.state.replicas[r], t.state.faults)
-                     for enabler in enablers for t in enabler(cfg, bare, r))
-    except FansOut:
-        return None
-
-
 def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transition]:
     """Every transition enabled in ``s``: world-wide ones, then each replica's, each client's.
 
@@ -818,50 +656,13 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
     out: list[Transition] = []
     for enabler in world_wide:
         out.extend(enabler(cfg, s))
-    if memo is None:
-        for r in range(len(s.replicas)):
-            for replica_enabler in replica_own:
-                out.extend(replica_enabler(cfg, s, r))
-        for i, slot in enumerate(s.clients):
-            for client_enabler in asleep_own if slot.asleep else awake_own:
-                out.extend(client_enabler(cfg, s, i))
+    if memo is not None:
+        memo.extend(out, cfg, s, budget, replica_own, awake_own, asleep_own)
         return out
-    clients, replicas, db = s.clients, s.replicas, s.db
-    known_replicas = memo.replicas
-    for r, rep in enumerate(replicas):
-        rkey = (r, rep, db, budget)
-        if rkey in known_replicas:
-            rmoves = known_replicas[rkey]
-        else:
-            rmoves = known_replicas[rkey] = _replica_moves(cfg, s, r, replica_own)
-        if rmoves is None:
-            for replica_enabler in replica_own:
-                out.extend(replica_enabler(cfg, s, r))
-            continue
-        for kind, variant, args, feeds, new_rep, spent in rmoves:
-            reps = (*replicas[:r], new_rep, *replicas[r + 1:])
-            out.append(Transition(kind, r, variant, args, feeds,
-                                  State(clients, reps, db, s.pubs, s.published, s.faults + spent,
-                                        s.overrun)))
-    known_clients, by_id = memo.clients, memo.by_id
-    for i, slot in enumerate(clients):
-        fast = (i, id(slot), id(db), budget)
-        hit = by_id.get(fast)
-        if hit is not None and hit[0] is slot and hit[1] is db:
-            moves = hit[2]
-        else:
-            key = (i, slot, db, budget)
-            moves = known_clients.get(key)  # type: ignore[assignment]
-            if moves is None:
-                moves = known_clients[key] = _client_moves(
-                    cfg, s, i, asleep_own if slot.asleep else awake_own)
-            if len(by_id) > Memo.ID_CAP:
-                by_id.clear()
-            by_id[fast] = (slot, db, moves)
-        for kind, variant, args, feeds, new, spent, over in moves:
-            after = (*clients[:i], new, *clients[i + 1:])
-            out.append(Transition(kind, i, variant, args, feeds,
-                                  State(after, replicas, db, s.pubs, s.published,
-                                        s.faults + spent,
-                                        over if over > s.overrun else s.overrun)))
+    for r in range(len(s.replicas)):
+        for replica_enabler in replica_own:
+            out.extend(replica_enabler(cfg, s, r))
+    for i, slot in enumerate(s.clients):
+        for client_enabler in asleep_own if slot.asleep else awake_own:
+            out.extend(client_enabler(cfg, s, i))
     return out

@@ -46,11 +46,11 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from model.memo import remember
 from model.world import State, WorldConfig
 
 __all__ = ["Canon", "encode", "key_code", "stable_str"]
 
-_ID_CACHE = 1 << 16  #: identity-cache entries kept before it starts afresh (they hold objects)
 _NONE = -0x5EED_0000_0000_0001  #: None's code, unlike any small int the world uses
 Perm = tuple[int, ...]  #: old replica index -> new replica index
 Encoder = Callable[[Any, Perm], Any]
@@ -167,10 +167,7 @@ class Canon:
         code = self._clients.get((slot, perm))
         if code is None:
             code = self._clients[(slot, perm)] = hash(encode(slot, perm))
-        if len(seen) > _ID_CACHE:
-            seen.clear()
-        seen[id(slot)] = (slot, code)  # holding the slot keeps its id from being reused
-        return code
+        return remember(seen, slot, code)
 
     def _replica(self, rep: Any) -> int:
         """A replica's code; it holds no replica index, so no renaming applies."""
@@ -180,10 +177,7 @@ class Canon:
         code = self._replicas.get(rep)
         if code is None:
             code = self._replicas[rep] = hash(encode(rep, ()))
-        if len(self._replica_ids) > _ID_CACHE:
-            self._replica_ids.clear()
-        self._replica_ids[id(rep)] = (rep, code)
-        return code
+        return remember(self._replica_ids, rep, code)
 
     def _rest_code(self, s: State) -> int:
         rest = self._rest_of(s)
