@@ -52,6 +52,20 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _gc_threshold(text: str) -> tuple[int, ...]:
+    """``SSELAB_GC_THRESHOLD``: three counts as for ``gc.set_threshold``, or ``off``."""
+    if text.strip().lower() in ("", "off", "default"):
+        return ()
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 3 or counts[0] < 1 or min(counts) < 0:
+        raise ConfigError(f"SSELAB_GC_THRESHOLD={text!r}: expected three counts as for "
+                          "gc.set_threshold, e.g. 10000,10,10, or 'off' for CPython's own")
+    return counts
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     text = _get(env, name, "").lower()
     if not text:
@@ -153,6 +167,8 @@ class Settings:
     cors_credentials: bool = False
     retry_ms: int = 3000
     shutdown_grace_s: float = 1.0
+    #: CPython's collector thresholds for this process; () leaves them as they are.
+    gc_threshold: tuple[int, ...] = (10000, 10, 10)
 
     def __post_init__(self) -> None:
         if not self.insecure_dev_key and len(self.secret.encode()) < MIN_SECRET_BYTES:
@@ -250,6 +266,7 @@ class Settings:
             cors_credentials=_flag(env, "SSELAB_CORS_CREDENTIALS", False),
             retry_ms=whole("SSELAB_RETRY_MS", 3000, 100),
             shutdown_grace_s=num("SSELAB_SHUTDOWN_GRACE_S", 1.0, 0.0),
+            gc_threshold=_gc_threshold(_get(env, "SSELAB_GC_THRESHOLD", "10000,10,10")),
         )
 
     def session_config(self) -> SessionConfig:
