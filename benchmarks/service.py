@@ -1,8 +1,10 @@
 """Benchmark the resilient service against a bare sse-starlette + Redis broadcast app.
 
 Prints one JSON document. For each app (each in its own uvicorn process on
-loopback), two cases, each with STREAMS concurrent streams held by one asyncio
-load generator:
+loopback), first ``publish_only`` (the top rate, to topics nobody streams: the
+server's CPU per publish alone), then two cases, each with STREAMS concurrent
+streams held by one asyncio load generator (publishes go out on keep-alive
+connections of the same process, see :class:`Publisher`):
 
 * ``fanout``: USERS users, STREAMS / USERS streams each; publishes stepped up
   through RATES (events per second, each for STEP_S seconds);
@@ -289,6 +291,24 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
     return steps, readers
 
 
+async def publish_only(port: int, pid: int, users: list[str], rate: float, step_s: float
+                       ) -> dict[str, Any]:
+    """Publish at ``rate`` to topics nobody streams: the server's CPU per publish alone."""
+    pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600, topics=["*"])
+    publisher = Publisher(port, pub)
+    try:
+        await publish_at(publisher, users, 20, 1.0)  # warm: connections, topic rows
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        sent, failed = await publish_at(publisher, users, rate, step_s)
+        cpu, took = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    finally:
+        await publisher.close()
+    return {"publish_rate": rate, "published": sent, "publish_failed": failed,
+            "server_cpu_share": round(cpu / took, 2),
+            "cpu_us_per_publish": round(cpu / sent * 1e6) if sent else None,
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
 def metric(port: int, name: str) -> float:
     """One unlabelled sample of /metrics."""
     for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
@@ -364,6 +384,8 @@ async def run_app(app: str, env: dict[str, str], app_dir: Path, users: list[str]
         app, app_dir = "profiled_app:create_app", ROOT / "benchmarks"
     proc, port = start(app, env, app_dir)
     try:
+        out["publish_only"] = await publish_only(port, proc.pid, [u + "-nobody" for u in users],
+                                                 max(rates), step_s)
         steps, readers = await load(port, proc.pid, users, per_user, rates, step_s)
         out["fanout"] = steps
         if storm_stale is not None:
@@ -428,6 +450,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                          ROOT / "benchmarks", users, per_user, rates, broadcast_rates,
                          args.step_s, streams, None)
     result["bare"] = bare
+    result["publish_only_cpu_ratio"] = round(
+        resilient["publish_only"]["cpu_us_per_publish"]
+        / bare["publish_only"]["cpu_us_per_publish"], 3)
     for case in ("fanout", "broadcast"):
         result[f"{case}_throughput_ratio"] = _ratio(bare[case], resilient[case],
                                                     "deliveries_per_s")
@@ -453,7 +478,8 @@ def main() -> int:
     parser.add_argument("--rates", default="25,50,100,200")
     parser.add_argument("--broadcast-rates", default="1,2",
                         help="publishes/s to the one topic every stream follows")
-    parser.add_argument("--step-s", type=float, default=4.0)
+    parser.add_argument("--step-s", type=float, default=10.0,
+                        help="seconds per step (short steps can miss a collector pause)")
     parser.add_argument("--heartbeat-s", type=float, default=5.0,
                         help="the resilient app's heartbeat (the bare app pings every 15 s)")
     parser.add_argument("--only-resilient", action="store_true")

@@ -8,11 +8,13 @@ No ``from __future__ import annotations`` here: FastAPI evaluates the handlers'
 annotations at import time.
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
@@ -49,8 +51,8 @@ CONTROL_EVENTS = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 router = APIRouter()
-#: The session timers a stream's ``TickTimers`` coalesce (only the heartbeat).
-HEARTBEAT_TIMERS = frozenset({HEARTBEAT})
+#: The timers a stream's ``TickTimers`` coalesce: the session's heartbeat, the send watch.
+HEARTBEAT_TIMERS = frozenset({HEARTBEAT, "send-watch"})  # "send-watch": SEND_WATCH
 
 
 class PublishRequest(BaseModel):
@@ -228,6 +230,10 @@ BUSY: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "the database is busy or down; see Retry-After"}}
 
 
+#: The coalesced timer that watches a stream's pending send (see :class:`EventStream`).
+SEND_WATCH = "send-watch"
+
+
 class EventStream(EventSourceResponse):
     """An SSE response that counts a send timeout as a slow consumer instead of raising it."""
 
@@ -235,26 +241,50 @@ class EventStream(EventSourceResponse):
                  timers: TickTimers, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self._sess, self._metrics, self._timers = sess, metrics, timers
+        self._since: float | None = None  #: when the send now pending started
+        self._sender: asyncio.Task[Any] | None = None
+        self._cut = False
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        """One ASGI send, cancelled (``SendTimeoutError``) if still blocked after ``send_timeout``.
+        """One ASGI send, cut off (``SendTimeoutError``) if still blocked after ``send_timeout``.
 
-        sse-starlette arms a loop timer per send (``anyio.move_on_after``); a stream's
-        sends are many and nearly all finish at once, so the deadline goes on the
-        stream's shared tick instead: a blocked send is cut off at most a tick late.
+        sse-starlette arms a loop timer and a cancel scope per send; a stream's sends
+        are many and nearly all finish at once. Here a send only notes when it
+        started, and one watch per stream (on the shared tick) looks at the pending
+        send at most every ``send_timeout``: a blocked send is cut off at most a tick
+        late, and a thousand streams sending cost no timer per send.
         """
         if self.send_timeout is None:
             await super()._send_with_timeout(send, message)
             return
         timers = self._timers
-        with anyio.CancelScope() as scope:
-            slot = timers.once(timers.now() + self.send_timeout, self, scope.cancel)
-            try:
-                await send(message)
-            finally:
-                timers.forget(slot, self)
-        if scope.cancel_called:
-            raise SendTimeoutError()
+        self._sender = asyncio.current_task()
+        self._since = now = timers.now()
+        if not timers.armed(SEND_WATCH):  # disarmed when idle, or by the session's close
+            timers.start(SEND_WATCH, now + self.send_timeout, self._check)
+        try:
+            await send(message)
+        except asyncio.CancelledError:
+            if not self._cut:
+                raise
+            self._cut = False
+            if self._sender is not None:
+                self._sender.uncancel()
+            raise SendTimeoutError() from None
+        finally:
+            self._since = None
+
+    def _check(self) -> None:
+        """The watch: cut off a send pending for ``send_timeout``, or look again when it would be."""
+        since, timeout = self._since, self.send_timeout
+        if since is None or timeout is None or self._sender is None:
+            return  # idle: the next send arms the watch again
+        due = since + timeout
+        if self._timers.now() >= due:
+            self._cut = True
+            self._sender.cancel()
+        else:
+            self._timers.start(SEND_WATCH, due, self._check)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the stream; a client that stops reading is cut off after the send timeout."""
@@ -378,21 +408,55 @@ async def stream_ticket(request: Request,
     return {"ticket": ticket, "expires_in": ttl, "stream_url": f"/stream?ticket={ticket}"}
 
 
+def _header_doc(name: str, title: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description,
+            "schema": {"anyOf": [{"type": "string", **schema}, {"type": "null"}],
+                       "description": description, "title": title}}
+
+
+#: ``POST /events`` reads its headers and body itself: FastAPI's dependency solving
+#: was an eighth of a publish's CPU. They are documented as FastAPI documents them
+#: (the body's schema is added to the components in :func:`service.app.create_app`).
+PUBLISH_DOC: dict[str, Any] = {
+    "parameters": [
+        _header_doc("idempotency-key", "Idempotency-Key",
+                    "retry-safe key: a second publish with it answers the first's id",
+                    pattern=IDEMPOTENCY_KEY),
+        _header_doc("authorization", "Authorization", "Bearer token")],
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/PublishRequest"}}}},
+    "responses": {"422": {"description": "Validation Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}}}
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY)
+
+
+def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
+    """A 422 in FastAPI's shape: ``{"detail": [{"type", "loc", "msg", ...}]}``."""
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 @router.post("/events", status_code=201, response_model=Published, responses={
     403: {"model": ErrorBody, "description": "not a publisher token, or the topic is not in "
                                              "its scope"},
     413: {"model": ErrorBody, "description": "the body is over the size limit"},
-    **BUSY, **AUTH_ERRORS})
-async def publish(
-    request: Request, body: PublishRequest,
-    principal: Annotated[Principal, Depends(authenticate)],
-    idempotency_key: Annotated[str | None, Header(
-        pattern=IDEMPOTENCY_KEY,
-        description="retry-safe key: a second publish with it answers the first's id")] = None,
-) -> Any:
+    **BUSY, **AUTH_ERRORS}, openapi_extra=PUBLISH_DOC)
+async def publish(request: Request) -> Any:
     """Publish an event to a user's stream (publisher tokens, within their topic scope)."""
     rt = runtime(request)
     settings = rt.settings
+    headers = request.headers
+    idempotency_key = headers.get("idempotency-key")
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        return _invalid([{"type": "string_pattern_mismatch", "loc": ["header", "idempotency-key"],
+                          "msg": f"String should match pattern '{IDEMPOTENCY_KEY}'",
+                          "input": idempotency_key}])
+    principal = await authenticate(request, headers.get("authorization"))  # 401 before 422
+    try:
+        body = PublishRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return _invalid([{**e, "loc": ["body", *e["loc"]]}
+                         for e in exc.errors(include_url=False, include_context=False,
+                                               include_input=False)])
     if principal.role != "publisher":
         return error(403, "publishing needs a publisher token",
                      "issue one with 'sselab token NAME --publisher --topic PATTERN'")

@@ -31,6 +31,7 @@ import itertools
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -39,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.session import SessionConfig, TopicHead
 from service import trace
-from service.api import HTTPError, error, router
+from service.api import HTTPError, PublishRequest, error, router
 from service.auth import Principal
 from service.bus import Bus, bus_key
 from service.config import Settings
@@ -344,4 +345,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Retry-After", "Idempotent-Replayed"], max_age=600)
     app.add_exception_handler(HTTPError, _http_error)
     app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, plus the body ``POST /events`` validates itself."""
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            schema.setdefault("components", {}).setdefault("schemas", {})["PublishRequest"] = \
+                PublishRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -142,17 +142,9 @@ class TickTimers(LoopTimers):
 
         self._slots[name] = self._wheel.add(at, (self, name), fire)
 
-    def once(self, at: float, key: object, callback: Callable[[], None]) -> int:
-        """A bare deadline on the shared tick (no name): its slot, for :meth:`forget`.
-
-        For deadlines armed and disarmed many times a second (a stream's send timeout):
-        no loop timer per deadline, no bookkeeping here; ``key`` must be unique to the caller.
-        """
-        return self._wheel.add(at, key, callback)
-
-    def forget(self, slot: int, key: object) -> None:
-        """Disarm a deadline from :meth:`once` (a fired one is already gone)."""
-        self._wheel.remove(slot, key)
+    def armed(self, name: str) -> bool:
+        """Whether the coalesced timer ``name`` is armed."""
+        return name in self._slots
 
     def cancel(self, name: str) -> None:
         """Disarm ``name``."""

@@ -326,17 +326,17 @@ def test_tick_timers_coalesce_only_their_names_never_early_at_most_a_tick_late()
     asyncio.run(main())
 
 
-def test_a_blocked_send_times_out_on_the_tick_and_a_quick_one_leaves_no_deadline() -> None:
+def test_a_blocked_send_times_out_on_the_tick_and_quick_ones_arm_one_watch() -> None:
     import asyncio
 
     from sse_starlette.sse import SendTimeoutError
 
-    from service.api import EventStream
+    from service.api import HEARTBEAT_TIMERS, SEND_WATCH, EventStream
     from service.timers import _WHEELS, TickTimers
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        timers = TickTimers(0.01, frozenset())
+        timers = TickTimers(0.01, HEARTBEAT_TIMERS)
 
         async def nothing() -> AsyncIterator[bytes]:
             yield b""
@@ -351,7 +351,11 @@ def test_a_blocked_send_times_out_on_the_tick_and_a_quick_one_leaves_no_deadline
         for _ in range(100):
             await stream._send_with_timeout(quick, {"type": "http.response.body"})
         assert len(sent) == 100
-        assert not any(entries for entries in _WHEELS[loop][0.01].slots.values())
+        # a hundred sends, one watch on the wheel (no deadline per send)
+        assert sum(len(entries) for entries in _WHEELS[loop][0.01].slots.values()) == 1
+        assert timers.armed(SEND_WATCH)
+        await asyncio.sleep(0.15)  # the watch finds no send pending and is not re-armed
+        assert not timers.armed(SEND_WATCH)
 
         async def blocked(message: object) -> None:
             await asyncio.sleep(3600)
@@ -360,5 +364,16 @@ def test_a_blocked_send_times_out_on_the_tick_and_a_quick_one_leaves_no_deadline
         with pytest.raises(SendTimeoutError):
             await stream._send_with_timeout(blocked, {"type": "http.response.body"})
         assert 0.1 <= loop.time() - started < 0.1 + 0.01 + 0.1
+        # the task that was cut off is not left cancelled: it goes on (to end the stream)
+        current = asyncio.current_task()
+        assert current is not None and current.cancelling() == 0
+        await asyncio.sleep(0)
+
+        # a send that is slow but finishes within the timeout is not cut off
+        async def slow(message: object) -> None:
+            await asyncio.sleep(0.05)
+
+        for _ in range(4):
+            await stream._send_with_timeout(slow, {"type": "http.response.body"})
 
     asyncio.run(main())
