@@ -166,6 +166,8 @@ class Publisher:
     """
 
     WORKERS = 16
+    #: A connection idle this long is replaced (uvicorn closes idle ones after 5 s).
+    IDLE_S = 4.0
 
     def __init__(self, port: int, token: str) -> None:
         self.port, self.token = port, token
@@ -176,6 +178,7 @@ class Publisher:
     async def _work(self) -> None:
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
+        used = 0.0
         while (item := await self.queue.get()) is not None:
             user, due = item  # the latency counts from when the event was due, queueing included
             body = json.dumps({"user": user, "type": "bench", "data": {"t": due}}).encode()
@@ -183,8 +186,12 @@ class Publisher:
                        f"{self.token}\r\nContent-Type: application/json\r\nContent-Length: "
                        f"{len(body)}\r\n\r\n").encode() + body
             try:
+                if writer is not None and time.monotonic() - used > self.IDLE_S:
+                    writer.close()  # the server is about to close it: never send on it
+                    reader = writer = None
                 if writer is None or reader is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                used = time.monotonic()
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
