@@ -12,14 +12,16 @@ connections of the same process, see :class:`Publisher`):
   BROADCAST_RATES (each event is STREAMS deliveries).
 
 Each case starts 2 s after its streams are open (their opening frames written), so
-no step carries the cost of opening. Per step: deliveries per second, the p50/p99
-publish-to-receive latency, the server's CPU share, **deliveries per CPU-second**
-(the cost of a delivery, whatever the machine's other load) and the machine's load
-average. The resilient app runs every fix; the ratio of the bare app's deliveries
-per CPU-second to its own is the price of resilience (``cpu_per_delivery_ratio``:
-1.0 costs nothing). Then a reconnect storm on the resilient app: every stream drops
-and reconnects at once with a stale cursor; the replay rows read (total and per
-replay, from /metrics) and /health/live's answer time during the storm.
+no step carries the cost of opening, and first holds them 5 s without publishing
+(``*_idle_cpu_share``: what holding 1,000 streams costs, heartbeats included). Per
+step: deliveries per second, the p50/p99 publish-to-receive latency, the server's
+CPU share, **deliveries per CPU-second** (the cost of a delivery, whatever the
+machine's other load) and the machine's load average. The resilient app runs every
+fix; the ratio of the bare app's deliveries per CPU-second to its own is the price
+of resilience (``cpu_per_delivery_ratio``: 1.0 costs nothing). Then a reconnect
+storm on the resilient app: every stream drops and reconnects at once with a stale
+cursor; the replay rows read (total and per replay, from /metrics) and
+/health/live's answer time during the storm.
 
 Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]
 [--broadcast-rates 1,2] [--step-s S]`` (Redis and Postgres as for the integration tests).
@@ -253,16 +255,20 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def load(port: int, pid: int, users: list[str], per_user: int, rates: list[float],
-               step_s: float, settle_s: float = 2.0) -> tuple[list[dict[str, Any]], list[Reader]]:
-    """Hold the streams and step the publish rate up; one result per step."""
+               step_s: float, settle_s: float = 2.0, idle_s: float = 5.0
+               ) -> tuple[list[dict[str, Any]], list[Reader], float]:
+    """Hold the streams idle, then step the publish rate up: the steps, readers, idle CPU share."""
     sink: list[float] = []
     readers = await open_streams(port, users, per_user, sink)
     # A stream counts as open at its status line; its opening frames (retry, head) and
     # timers are still being written then. Let that finish: opening is not delivering
     # (the storm prices opens), and the first step would otherwise carry it.
     await asyncio.sleep(settle_s)
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(idle_s)  # the cost of holding the streams: heartbeats, probes
+    idle = round((cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 3)
+    steps: list[dict[str, Any]] = []
     pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600, topics=["*"])
-    steps = []
     profiled = bool(os.environ.get("BENCH_PROFILE"))
     if profiled:
         os.kill(pid, signal.SIGUSR1)  # benchmarks/profiled_app.py: profile from here on
@@ -295,7 +301,7 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
     if profiled:
         os.kill(pid, signal.SIGUSR2)
         await asyncio.sleep(2.0)
-    return steps, readers
+    return steps, readers, idle
 
 
 async def publish_only(port: int, pid: int, users: list[str], rate: float, step_s: float
@@ -393,8 +399,8 @@ async def run_app(app: str, env: dict[str, str], app_dir: Path, users: list[str]
     try:
         out["publish_only"] = await publish_only(port, proc.pid, [u + "-nobody" for u in users],
                                                  max(rates), step_s)
-        steps, readers = await load(port, proc.pid, users, per_user, rates, step_s)
-        out["fanout"] = steps
+        steps, readers, idle = await load(port, proc.pid, users, per_user, rates, step_s)
+        out["fanout"], out["fanout_idle_cpu_share"] = steps, idle
         if storm_stale is not None:
             pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600,
                               topics=["*"])
@@ -406,8 +412,8 @@ async def run_app(app: str, env: dict[str, str], app_dir: Path, users: list[str]
         else:
             await close_all(readers)
         one = [users[0] + "-all"]
-        steps, readers = await load(port, proc.pid, one, streams, broadcast_rates, step_s)
-        out["broadcast"] = steps
+        steps, readers, idle = await load(port, proc.pid, one, streams, broadcast_rates, step_s)
+        out["broadcast"], out["broadcast_idle_cpu_share"] = steps, idle
         await close_all(readers)
     finally:
         proc.kill()
