@@ -348,11 +348,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema, plus the body ``POST /events`` validates itself."""
-        if app.openapi_schema is None:
-            schema = FastAPI.openapi(app)
+        schema = app.openapi_schema
+        if schema is None:
+            schema = FastAPI.openapi(app)  # built once, kept in app.openapi_schema
             schema.setdefault("components", {}).setdefault("schemas", {})["PublishRequest"] = \
                 PublishRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
