@@ -51,8 +51,12 @@ Rules.
   ``HeadProbed``; a head past the cursor
   means a publish was lost after its commit, and the session catches up. Bound: a
   lost publish reaches every open stream within one probe interval plus one replay.
-* Heartbeats go out every ``heartbeat_interval`` while the stream is open,
-  whatever else happens: they prove the connection, not the data.
+* Heartbeats go out when the stream has written nothing for ``heartbeat_interval``:
+  every frame the session writes (an event, a head announcement, a truncation or
+  failure signal) re-arms the heartbeat. The client's monitor is reset by any
+  message, so any frame proves the connection; a stream that carries events
+  needs no heartbeats, and a thousand busy streams do not write a thousand more
+  frames every interval.
 
 States (``phase``):
 
@@ -584,4 +588,14 @@ def step(cfg: SessionConfig, state: SessionState, event: SessionInput
             hint="accepted here: " + ", ".join(
                 sorted(t.__name__ for (ph, t) in TRANSITIONS if ph is state.phase)),
         )
-    return handler(cfg, state, event)
+    n, actions = handler(cfg, state, event)
+    if n.phase is not Phase.CLOSED and any(isinstance(a, _FRAMES) for a in actions) \
+            and not any(isinstance(a, StartTimer) for a in actions):
+        # A frame went out: the connection is proven, the next heartbeat is due an
+        # interval from now (the session's only timer is the heartbeat).
+        actions.append(StartTimer(timer=HEARTBEAT, at=event.now + cfg.heartbeat_interval))
+    return n, actions
+
+
+#: What the session writes on the wire besides heartbeats; each re-arms the heartbeat.
+_FRAMES = (Send, SendTruncated, SendFailed, AnnounceHead)

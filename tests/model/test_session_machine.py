@@ -105,7 +105,15 @@ def check_handled(cfg: se.SessionConfig, s: se.SessionState, e: se.SessionInput,
             and fixes.event_epoch:
         assert (n, actions) == (s, [])
 
-    # Heartbeats prove the connection whatever else happens.
+    # Any frame proves the connection: it re-arms the heartbeat an interval from now;
+    # a step that writes nothing leaves the heartbeat as it was.
+    frames = [a for a in actions if isinstance(
+        a, se.Send | se.SendTruncated | se.SendFailed | se.AnnounceHead)]
+    rearm = [a for a in actions if isinstance(a, StartTimer)]
+    if frames and n.phase is not se.Phase.CLOSED:
+        assert rearm == [StartTimer(timer=se.HEARTBEAT, at=e.now + cfg.heartbeat_interval)]
+    elif not isinstance(e, se.TimerFired | se.Open):
+        assert rearm == []
     if isinstance(e, se.TimerFired):
         assert n == s
         assert actions == [se.SendHeartbeat(),
@@ -213,13 +221,19 @@ def test_replay_limit_must_be_positive() -> None:
         se.SessionConfig(replay_limit=0)
 
 
+def _written(actions: list[Action], cfg: se.SessionConfig, now: float = 0.0) -> list[Action]:
+    """The actions of a step that wrote frames, less its heartbeat re-arm (checked here)."""
+    assert actions[-1] == StartTimer(timer=se.HEARTBEAT, at=now + cfg.heartbeat_interval)
+    return actions[:-1]
+
+
 def test_a_live_hole_larger_than_the_limit_is_truncated_without_reading() -> None:
     """topic-sequence + gap-from-head: a hole of 4 (limit 2) costs no rows."""
     cfg = session_config(Fixes())
     live = se.SessionState(phase=se.Phase.LIVE, cursor=1, head=1)
     n, actions = se.step(cfg, live, se.LiveEvent(seq=6))
-    assert actions == [se.SendTruncated(head=EventId(0, 6), limit=REPLAY_LIMIT,
-                                        reason=se.TruncateReason.GAP)]
+    assert _written(actions, cfg) == [se.SendTruncated(head=EventId(0, 6), limit=REPLAY_LIMIT,
+                                                       reason=se.TruncateReason.GAP)]
     assert (n.phase, n.cursor, n.buffer) == (se.Phase.LIVE, 6, ())
     small, actions = se.step(cfg, live, se.LiveEvent(seq=4))  # a hole of 2: catch it up
     assert actions == [se.QueryReplay(after=1, upto=3, limit=REPLAY_LIMIT + 1)]
@@ -231,12 +245,13 @@ def test_rows_pruned_under_a_running_replay_are_truncated_not_skipped() -> None:
     cfg = session_config(Fixes())
     replaying = se.SessionState(phase=se.Phase.REPLAYING, cursor=1, head=5, upto=5)
     n, actions = se.step(cfg, replaying, se.ReplayRows(seqs=(4, 5), floor=3))
-    assert actions == [se.SendTruncated(head=EventId(0, 5), limit=REPLAY_LIMIT,
-                                        reason=se.TruncateReason.EXPIRED)]
+    assert _written(actions, cfg) == [se.SendTruncated(head=EventId(0, 5), limit=REPLAY_LIMIT,
+                                                       reason=se.TruncateReason.EXPIRED)]
     assert (n.phase, n.cursor) == (se.Phase.LIVE, 5)
     seed_code = session_config(Fixes().without("retention-floor"))
     _, actions = se.step(seed_code, replaying, se.ReplayRows(seqs=(4, 5), floor=3))
-    assert actions == [se.Send(event_id=EventId(0, 4)), se.Send(event_id=EventId(0, 5))]
+    assert _written(actions, seed_code) == [se.Send(event_id=EventId(0, 4)),
+                                            se.Send(event_id=EventId(0, 5))]
 
 
 def test_a_failed_resync_head_read_ends_the_stream_so_the_client_replays_from_its_cursor() -> None:
