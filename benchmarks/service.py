@@ -23,8 +23,12 @@ storm on the resilient app: every stream drops and reconnects at once with a sta
 cursor; the replay rows read (total and per replay, from /metrics) and
 /health/live's answer time during the storm.
 
+``--repeat N`` runs N such pairs, every other one with the bare app first; each
+ratio is then the median over the pairs (``pairs`` lists each), because the same
+app's CPU per delivery drifts by a fifth or more between runs minutes apart.
+
 Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]
-[--broadcast-rates 1,2] [--step-s S]`` (Redis and Postgres as for the integration tests).
+[--broadcast-rates 1,2] [--step-s S] [--repeat N]`` (Redis and Postgres as for the integration tests).
 ``BENCH_PROFILE=/tmp/prefix`` runs each app under ``benchmarks/profiled_app.py`` and
 writes one profile per case (fanout, broadcast) of each app; its figures are then
 not the apps' own.
@@ -40,6 +44,7 @@ import re
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -434,52 +439,97 @@ def _ratio(resilient: list[dict[str, Any]], bare: list[dict[str, Any]], key: str
             for a, b in zip(resilient, bare, strict=True)]
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    """Run both apps and the storm; return the JSON result."""
-    per_user = max(1, args.streams // args.users)
-    rates = [float(r) for r in args.rates.split(",")]
-    broadcast_rates = [float(r) for r in args.broadcast_rates.split(",")]
-    run_id = secrets.token_hex(3)
-    users = [f"bench-{run_id}-{i}" for i in range(args.users)]
-    schema = f"sselab_bench_{run_id}"
-    streams = per_user * len(users)
-    result: dict[str, Any] = {"streams": streams, "users": len(users),
-                              "streams_per_user": per_user, "step_s": args.step_s,
-                              "cpus": os.cpu_count(), "heartbeat_s": args.heartbeat_s}
-    env = {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
-           "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s),
-           # one load generator on one address holds every stream
-           "SSELAB_MAX_STREAMS_PER_ADDRESS": str(4 * streams + 100)}
+def sustained(steps: list[dict[str, Any]]) -> float | None:
+    """The highest rate whose step delivered everything with p99 under 100 ms."""
+    ok = [s for s in steps if s["deliveries"] >= 0.99 * s["expected_deliveries"]
+          and (s["p99_ms"] or 1e9) < 100]
+    return ok[-1]["publish_rate"] if ok else None
+
+
+def compare(resilient: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    """The price of resilience in one pair of runs: ratios of the bare app's figures to ours."""
+    out: dict[str, Any] = {"publish_only_cpu_ratio": round(
+        resilient["publish_only"]["cpu_us_per_publish"]
+        / bare["publish_only"]["cpu_us_per_publish"], 3)}
+    for case in ("fanout", "broadcast"):
+        out[f"{case}_throughput_ratio"] = _ratio(bare[case], resilient[case], "deliveries_per_s")
+        out[f"{case}_cpu_per_delivery_ratio"] = _ratio(resilient[case], bare[case],
+                                                       "deliveries_per_cpu_s")
+    out["top_rate_p99_ms"] = {"resilient": resilient["fanout"][-1]["p99_ms"],
+                              "bare": bare["fanout"][-1]["p99_ms"]}
+    out["sustained_rate_p99_under_100ms"] = {"resilient": sustained(resilient["fanout"]),
+                                             "bare": sustained(bare["fanout"])}
+    return out
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return round(statistics.median(known), 3) if known else None
+
+
+async def _run_resilient(env: dict[str, str], schema: str, users: list[str], per_user: int,
+                         rates: list[float], broadcast_rates: list[float], step_s: float,
+                         streams: int, storm_stale: int | None) -> dict[str, Any]:
+    """The resilient app's run; its schema is dropped after."""
     try:
-        resilient = await run_app("service.app:create_app", env, ROOT, users, per_user, rates,
-                                  broadcast_rates, args.step_s, streams, args.stale)
+        return await run_app("service.app:create_app", env, ROOT, users, per_user, rates,
+                             broadcast_rates, step_s, streams, storm_stale)
     finally:
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    result["resilient"] = resilient
-    if args.only_resilient:
-        return result
-    bare = await run_app("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
-                         ROOT / "benchmarks", users, per_user, rates, broadcast_rates,
-                         args.step_s, streams, None)
-    result["bare"] = bare
-    result["publish_only_cpu_ratio"] = round(
-        resilient["publish_only"]["cpu_us_per_publish"]
-        / bare["publish_only"]["cpu_us_per_publish"], 3)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    """Run both apps (``--repeat`` pairs, alternating which goes first) and the storm."""
+    per_user = max(1, args.streams // args.users)
+    rates = [float(r) for r in args.rates.split(",")]
+    broadcast_rates = [float(r) for r in args.broadcast_rates.split(",")]
+    streams = per_user * args.users
+    result: dict[str, Any] = {"streams": streams, "users": args.users,
+                              "streams_per_user": per_user, "step_s": args.step_s,
+                              "cpus": os.cpu_count(), "heartbeat_s": args.heartbeat_s,
+                              "repeat": args.repeat}
+    pairs: list[dict[str, Any]] = []
+    for n in range(args.repeat):
+        run_id = secrets.token_hex(3)
+        users = [f"bench-{run_id}-{i}" for i in range(args.users)]
+        schema = f"sselab_bench_{run_id}"
+        env = {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
+               "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s),
+               # one load generator on one address holds every stream
+               "SSELAB_MAX_STREAMS_PER_ADDRESS": str(4 * streams + 100)}
+        resilient_run = _run_resilient(env, schema, users, per_user, rates, broadcast_rates,
+                                       args.step_s, streams, args.stale if n == 0 else None)
+        if args.only_resilient:
+            result["resilient"] = await resilient_run
+            return result
+        bare_run = run_app("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
+                           ROOT / "benchmarks", users, per_user, rates, broadcast_rates,
+                           args.step_s, streams, None)
+        # The machine drifts (other tenants, clock): every other pair runs the bare app first.
+        if n % 2:
+            bare = await bare_run
+            resilient = await resilient_run
+        else:
+            resilient = await resilient_run
+            bare = await bare_run
+        if n == 0:
+            result["resilient"], result["bare"] = resilient, bare
+        pairs.append({"first": "bare" if n % 2 else "resilient",
+                      "loadavg": [round(x, 2) for x in os.getloadavg()],
+                      **compare(resilient, bare)})
+    result["pairs"] = pairs
+    # Each ratio is the median over the pairs (one pair: that pair's).
+    result["publish_only_cpu_ratio"] = _median([p["publish_only_cpu_ratio"] for p in pairs])
     for case in ("fanout", "broadcast"):
-        result[f"{case}_throughput_ratio"] = _ratio(bare[case], resilient[case],
-                                                    "deliveries_per_s")
-        result[f"{case}_cpu_per_delivery_ratio"] = _ratio(resilient[case], bare[case],
-                                                          "deliveries_per_cpu_s")
-
-    def sustained(steps: list[dict[str, Any]]) -> float | None:
-        ok = [s for s in steps if s["deliveries"] >= 0.99 * s["expected_deliveries"]
-              and (s["p99_ms"] or 1e9) < 100]
-        return ok[-1]["publish_rate"] if ok else None
-
+        for what in ("throughput_ratio", "cpu_per_delivery_ratio"):
+            key = f"{case}_{what}"
+            result[key] = [_median([p[key][i] for p in pairs])
+                           for i in range(len(pairs[0][key]))]
+    result["sustained_rate_p99_under_100ms"] = pairs[0]["sustained_rate_p99_under_100ms"] \
+        if len(pairs) == 1 else {app: min(p["sustained_rate_p99_under_100ms"][app] or 0.0
+                                          for p in pairs) for app in ("resilient", "bare")}
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["sustained_rate_p99_under_100ms"] = {
-        "resilient": sustained(resilient["fanout"]), "bare": sustained(bare["fanout"])}
     return result
 
 
@@ -496,6 +546,9 @@ def main() -> int:
     parser.add_argument("--heartbeat-s", type=float, default=5.0,
                         help="the resilient app's heartbeat (the bare app pings every 15 s)")
     parser.add_argument("--only-resilient", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="pairs of runs (alternating which app goes first); the ratios "
+                             "are their medians, the machine's drift between runs is large")
     parser.add_argument("--stale", type=int, default=20, help="events behind at the storm")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args)), indent=2))
