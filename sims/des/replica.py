@@ -17,8 +17,9 @@ heartbeat timers. A replica carries out its subscriber's actions through
 Deliberate divergences, for speed, each exact for the machines' inputs:
 
 * **Heartbeats are coalesced.** Once a client's stream is stable (it has had its
-  first message) and healthy, the server's heartbeats every
-  ``HEARTBEAT_INTERVAL_S`` would only re-arm the client's heartbeat timer, so
+  first message) and healthy, the server's heartbeats (due ``HEARTBEAT_INTERVAL_S``
+  after the last frame, then every interval) would only re-arm the client's
+  heartbeat timer, so
   neither the session's heartbeat timer nor the client's monitor is simulated:
   a quiet connection costs no wake-ups. When the stream goes silent (a stall, a
   laptop lid) the last heartbeat it would have carried is fed to the client at
@@ -103,7 +104,7 @@ class Session:
         self.pending: list[int] = []  #: live seqs that arrived before Open
         self.closed = False
         self.hb_gen = 0
-        self.anchor = 0.0  #: a tick of the session's heartbeat grid
+        self.anchor = 0.0  #: the heartbeat last armed: later ones follow every interval
 
 
 class Sessions:
@@ -216,8 +217,9 @@ def _end_stream(shell: Sessions, session: Session, frames: list[tuple[Any, ...]]
 
 def _start_timer(shell: Sessions, session: Session, frames: list[tuple[Any, ...]],
                  a: StartTimer) -> None:
-    if frames and frames[0][0] == OPENED:  # the Open's timer: the heartbeat grid's anchor
-        session.anchor = a.at
+    # Every re-arm (at open, after a heartbeat, after any frame) starts the grid of
+    # heartbeats that follow while nothing else is written: its anchor.
+    session.anchor = a.at
     shell.arm(session, a.at)
 
 
