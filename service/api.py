@@ -51,8 +51,10 @@ CONTROL_EVENTS = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 router = APIRouter()
+#: The coalesced timer that watches a stream's pending send (see :class:`EventStream`).
+SEND_WATCH = "send-watch"
 #: The timers a stream's ``TickTimers`` coalesce: the session's heartbeat, the send watch.
-HEARTBEAT_TIMERS = frozenset({HEARTBEAT, "send-watch"})  # "send-watch": SEND_WATCH
+COALESCED_TIMERS = frozenset({HEARTBEAT, SEND_WATCH})
 
 
 class PublishRequest(BaseModel):
@@ -230,10 +232,6 @@ BUSY: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "the database is busy or down; see Retry-After"}}
 
 
-#: The coalesced timer that watches a stream's pending send (see :class:`EventStream`).
-SEND_WATCH = "send-watch"
-
-
 class EventStream(EventSourceResponse):
     """An SSE response that counts a send timeout as a slow consumer instead of raising it."""
 
@@ -337,7 +335,7 @@ async def _open_stream(rt: "Runtime", principal: Principal, cursor: EventId | No
     settings, metrics, bus, store = rt.settings, rt.metrics, rt.bus, rt.store
     topic = principal.user
     # Heartbeats of all streams share loop ticks (at most 1 % of the interval late).
-    timers = TickTimers(min(0.05, settings.heartbeat_s / 100), HEARTBEAT_TIMERS)
+    timers = TickTimers(min(0.05, settings.heartbeat_s / 100), COALESCED_TIMERS)
     async def reauthorize() -> bool:
         return not await rt.revocations.is_revoked(principal)
     outbox = Outbox(max_frames=settings.stream_buffer_frames,
@@ -502,9 +500,8 @@ async def publish(request: Request) -> Any:
         log.error("bus publish failed after commit",
                   extra={"user": body.user, "event_id": str(event_id),
                          "error": exc.__class__.__name__})
-    # Built here, not from the dict through response_model (the schema still says Published).
-    return Response(b'{"id":"%s"}' % str(event_id).encode(), status_code=201,
-                    media_type="application/json")
+    # Answered as is, not through response_model's validation (the schema still says Published).
+    return JSONResponse({"id": str(event_id)}, status_code=201)
 
 
 @router.get("/snapshot", response_model=SnapshotBody, responses={

@@ -331,12 +331,12 @@ def test_a_blocked_send_times_out_on_the_tick_and_quick_ones_arm_one_watch() -> 
 
     from sse_starlette.sse import SendTimeoutError
 
-    from service.api import HEARTBEAT_TIMERS, SEND_WATCH, EventStream
+    from service.api import COALESCED_TIMERS, SEND_WATCH, EventStream
     from service.timers import _WHEELS, TickTimers
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        timers = TickTimers(0.01, HEARTBEAT_TIMERS)
+        timers = TickTimers(0.01, COALESCED_TIMERS)
 
         async def nothing() -> AsyncIterator[bytes]:
             yield b""
