@@ -176,8 +176,10 @@ class Publisher:
     #: A connection idle this long is replaced (uvicorn closes idle ones after 5 s).
     IDLE_S = 4.0
 
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.token = port, token
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.token = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600,
+                                 topics=["*"])
         self.queue: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
         self.sent = self.failed = 0
         self.tasks = [asyncio.create_task(self._work()) for _ in range(self.WORKERS)]
@@ -273,11 +275,10 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
     await asyncio.sleep(idle_s)  # the cost of holding the streams: heartbeats, probes
     idle = round((cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 3)
     steps: list[dict[str, Any]] = []
-    pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600, topics=["*"])
     profiled = bool(os.environ.get("BENCH_PROFILE"))
     if profiled:
         os.kill(pid, signal.SIGUSR1)  # benchmarks/profiled_app.py: profile from here on
-    publisher = Publisher(port, pub)
+    publisher = Publisher(port)
     try:
         for rate in rates:
             sink.clear()
@@ -312,8 +313,7 @@ async def load(port: int, pid: int, users: list[str], per_user: int, rates: list
 async def publish_only(port: int, pid: int, users: list[str], rate: float, step_s: float
                        ) -> dict[str, Any]:
     """Publish at ``rate`` to topics nobody streams: the server's CPU per publish alone."""
-    pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600, topics=["*"])
-    publisher = Publisher(port, pub)
+    publisher = Publisher(port)
     try:
         await publish_at(publisher, users, 20, 1.0)  # warm: connections, topic rows
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
@@ -407,11 +407,11 @@ async def run_app(app: str, env: dict[str, str], app_dir: Path, users: list[str]
         steps, readers, idle = await load(port, proc.pid, users, per_user, rates, step_s)
         out["fanout"], out["fanout_idle_cpu_share"] = steps, idle
         if storm_stale is not None:
-            pub = issue_token(SECRET, "bench-publisher", role="publisher", ttl=3600,
-                              topics=["*"])
-            publisher = Publisher(port, pub)
-            await publish_at(publisher, users, 400, 2.0)  # cursors can be stale
-            await publisher.close()
+            publisher = Publisher(port)
+            try:
+                await publish_at(publisher, users, 400, 2.0)  # cursors can be stale
+            finally:
+                await publisher.close()
             await asyncio.sleep(1.0)
             out["reconnect_storm"] = await storm(port, readers, users, per_user, storm_stale)
         else:
