@@ -433,6 +433,66 @@ async def close_all(readers: list[Reader]) -> None:
     await asyncio.gather(*(r.task for r in readers if r.task), return_exceptions=True)
 
 
+async def interleaved(apps: dict[str, tuple[int, int]], users: list[str], per_user: int,
+                      rate: float, window_s: float, rounds: int) -> dict[str, Any]:
+    """Fan-out to every app at once, in alternating windows: CPU per delivery without drift.
+
+    Both apps hold their streams from the start; each round publishes ``window_s``
+    seconds to one app, then the other (the order flips every round), and each app's
+    CPU is read only over its own windows. The machine's drift, which moves a whole
+    run by a fifth, then lands on both apps alike.
+    """
+    sinks: dict[str, list[float]] = {name: [] for name in apps}
+    readers = {name: await open_streams(port, users, per_user, sinks[name])
+               for name, (port, _) in apps.items()}
+    publishers = {name: Publisher(port) for name, (port, _) in apps.items()}
+    totals = {name: {"cpu": 0.0, "seconds": 0.0, "sent": 0, "failed": 0, "delivered": 0}
+              for name in apps}
+    per_round: dict[str, list[float | None]] = {name: [] for name in apps}
+    try:
+        await asyncio.sleep(2.0)  # opening frames written (see load)
+        order = list(apps)
+        for n in range(rounds):
+            for name in order if n % 2 == 0 else order[::-1]:
+                _, pid = apps[name]
+                before = sum(r.received for r in readers[name])
+                cpu0, t0 = cpu_seconds(pid), time.monotonic()
+                sent, failed = await publish_at(publishers[name], users, rate, window_s)
+                await asyncio.sleep(0.5)  # let deliveries drain
+                cpu = cpu_seconds(pid) - cpu0
+                delivered = sum(r.received for r in readers[name]) - before
+                total = totals[name]
+                total["cpu"] += cpu
+                total["seconds"] += time.monotonic() - t0
+                total["sent"] += sent
+                total["failed"] += failed
+                total["delivered"] += delivered
+                per_round[name].append(round(delivered / cpu) if cpu > 0 else None)
+    finally:
+        for publisher in publishers.values():
+            await publisher.close()
+        for group in readers.values():
+            await close_all(group)
+    out: dict[str, Any] = {"publish_rate": rate, "window_s": window_s, "rounds": rounds}
+    for name, total in totals.items():
+        out[name] = {"published": total["sent"], "publish_failed": total["failed"],
+                     "deliveries": total["delivered"],
+                     "expected_deliveries": total["sent"] * per_user,
+                     "p50_ms": pct(sinks[name], 0.5), "p99_ms": pct(sinks[name], 0.99),
+                     "server_cpu_share": round(total["cpu"] / total["seconds"], 2),
+                     "deliveries_per_cpu_s": round(total["delivered"] / total["cpu"])
+                     if total["cpu"] > 0 else None,
+                     "deliveries_per_cpu_s_per_round": per_round[name]}
+    if {"resilient", "bare"} <= set(totals):
+        a, b = out["resilient"]["deliveries_per_cpu_s"], out["bare"]["deliveries_per_cpu_s"]
+        out["cpu_per_delivery_ratio"] = round(b / a, 3) if a and b else None
+        out["cpu_per_delivery_ratio_per_round"] = [
+            round(y / x, 3) if x and y else None
+            for x, y in zip(per_round["resilient"], per_round["bare"], strict=True)]
+    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
 def _ratio(resilient: list[dict[str, Any]], bare: list[dict[str, Any]], key: str
            ) -> list[float | None]:
     return [round(b[key] / a[key], 3) if a.get(key) and b.get(key) else None
@@ -479,6 +539,41 @@ async def _run_resilient(env: dict[str, str], schema: str, users: list[str], per
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def _env(args: argparse.Namespace, schema: str, streams: int) -> dict[str, str]:
+    """The resilient app's environment for one run (its own schema and namespace)."""
+    return {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
+            "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s),
+            # one load generator on one address holds every stream (both apps, interleaved)
+            "SSELAB_MAX_STREAMS_PER_ADDRESS": str(4 * streams + 100)}
+
+
+async def _interleaved_run(args: argparse.Namespace, per_user: int, rate: float
+                           ) -> dict[str, Any]:
+    """Both apps up at once, fan-out at ``rate`` in alternating windows (see interleaved)."""
+    run_id = secrets.token_hex(3)
+    users = [f"bench-{run_id}-{i}" for i in range(args.users)]
+    schema = f"sselab_bench_{run_id}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        resilient, r_port = start("service.app:create_app", _env(args, schema, per_user
+                                                                  * args.users), ROOT)
+        procs.append(resilient)
+        bare, b_port = start("bare_sse_app:create_app", {"BARE_CHANNEL": f"bare:{run_id}"},
+                             ROOT / "benchmarks")
+        procs.append(bare)
+        warm = {name: Publisher(port) for name, port in (("resilient", r_port), ("bare", b_port))}
+        for publisher in warm.values():  # connections, topic rows, the first prepares
+            await publish_at(publisher, users, 20, 1.0)
+            await publisher.close()
+        return await interleaved({"resilient": (r_port, resilient.pid), "bare": (b_port, bare.pid)},
+                                 users, per_user, rate, args.window_s, args.interleave_rounds)
+    finally:
+        for proc in procs:
+            proc.kill()
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     """Run both apps (``--repeat`` pairs, alternating which goes first) and the storm."""
     per_user = max(1, args.streams // args.users)
@@ -490,14 +585,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                               "cpus": os.cpu_count(), "heartbeat_s": args.heartbeat_s,
                               "repeat": args.repeat}
     pairs: list[dict[str, Any]] = []
+    if args.interleave_rounds and not args.only_resilient:
+        result["interleaved_fanout"] = await _interleaved_run(args, per_user, max(rates))
     for n in range(args.repeat):
         run_id = secrets.token_hex(3)
         users = [f"bench-{run_id}-{i}" for i in range(args.users)]
         schema = f"sselab_bench_{run_id}"
-        env = {"SSELAB_SECRET": SECRET, "SSELAB_DB_SCHEMA": schema, "SSELAB_NAMESPACE": schema,
-               "SSELAB_LOG_LEVEL": "ERROR", "SSELAB_HEARTBEAT_S": str(args.heartbeat_s),
-               # one load generator on one address holds every stream
-               "SSELAB_MAX_STREAMS_PER_ADDRESS": str(4 * streams + 100)}
+        env = _env(args, schema, streams)
         resilient_run = _run_resilient(env, schema, users, per_user, rates, broadcast_rates,
                                        args.step_s, streams, args.stale if n == 0 else None)
         if args.only_resilient:
@@ -519,6 +613,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                       "loadavg": [round(x, 2) for x in os.getloadavg()],
                       **compare(resilient, bare)})
     result["pairs"] = pairs
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if not pairs:  # --repeat 0: the interleaved fan-out alone
+        return result
     # Each ratio is the median over the pairs (one pair: that pair's).
     result["publish_only_cpu_ratio"] = _median([p["publish_only_cpu_ratio"] for p in pairs])
     for case in ("fanout", "broadcast"):
@@ -529,7 +626,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result["sustained_rate_p99_under_100ms"] = pairs[0]["sustained_rate_p99_under_100ms"] \
         if len(pairs) == 1 else {app: min(p["sustained_rate_p99_under_100ms"][app] or 0.0
                                           for p in pairs) for app in ("resilient", "bare")}
-    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 
@@ -548,8 +644,14 @@ def main() -> int:
     parser.add_argument("--only-resilient", action="store_true")
     parser.add_argument("--repeat", type=int, default=1,
                         help="pairs of runs (alternating which app goes first); the ratios "
-                             "are their medians, the machine's drift between runs is large")
+                             "are their medians, the machine's drift between runs is large "
+                             "(0: only the interleaved fan-out)")
     parser.add_argument("--stale", type=int, default=20, help="events behind at the storm")
+    parser.add_argument("--interleave-rounds", type=int, default=6,
+                        help="rounds of the interleaved fan-out at the top rate, both apps up "
+                             "at once and published to in alternating windows (0: skip)")
+    parser.add_argument("--window-s", type=float, default=5.0,
+                        help="seconds per app per interleaved round")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args)), indent=2))
     return 0

@@ -74,6 +74,8 @@ _USER = re.compile(USER_PATTERN)
 _FIELDS = frozenset({"topic", "epoch", "seq", "type", "data", "at"})
 _CONTROL = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
 _SIGNED = b"v1."
+#: Publish connections the bus holds for its fast lane (more in flight use the pool).
+_HELD = 8
 
 
 class BadMessage(ValueError):
@@ -96,7 +98,7 @@ def encode_message(msg: LiveMessage, key: bytes | None = None) -> bytes:
                       separators=(",", ":")).encode()
     if key is None:
         return body
-    return _SIGNED + hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b"." + body
+    return _SIGNED + hmac.digest(key, body, "sha256").hex().encode() + b"." + body
 
 
 def _no_constant(name: str) -> Any:
@@ -113,7 +115,7 @@ def decode_message(raw: bytes | str, key: bytes | None = None, *,
         if not data.startswith(_SIGNED) or data[67:68] != b".":
             raise BadMessage("signature", "unsigned message")
         sig, body = data[3:67], data[68:]
-        if not hmac.compare_digest(sig, hmac.new(key, body, hashlib.sha256).hexdigest().encode()):
+        if not hmac.compare_digest(sig, hmac.digest(key, body, "sha256").hex().encode()):
             raise BadMessage("signature", "bad signature")
         data = body
     try:
@@ -172,6 +174,8 @@ class Bus:
             socket_connect_timeout=2, socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]))
+        self._spare: list[Any] = []  #: held publish connections, idle
+        self._held = 0  #: held publish connections, idle or in use
         self.state = subscriber.initial()
         self._listeners: dict[str, set[Listener]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -274,7 +278,47 @@ class Bus:
 
     async def publish(self, msg: LiveMessage) -> None:
         """Publish a committed event to every replica (signed when the bus has a key)."""
-        await self.publisher.publish(self.events_channel, encode_message(msg, self._key))
+        body = encode_message(msg, self._key)
+        # The fast lane: a connection this bus holds, one command and its reply, none of
+        # the pool's per-command checkout (a wait condition, a timeout, a readiness
+        # probe, telemetry), which cost as much as the command itself. Any error sends
+        # the publish down the client's path below, with its reconnects and retries; a
+        # PUBLISH sent twice is a duplicate the sessions drop.
+        pool = self.publisher.connection_pool
+        conn = self._spare.pop() if self._spare else None
+        if conn is None and self._held < _HELD:
+            self._held += 1  # counted before the wait: a burst must not all pass the cap
+            try:
+                conn = await pool.get_connection()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+                self._held -= 1  # the client's path below reconnects and retries
+            except BaseException:
+                self._held -= 1
+                raise
+        if conn is not None:
+            try:
+                await conn.send_command("PUBLISH", self.events_channel, body)
+                await conn.read_response()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    OSError):
+                await self._drop(conn)  # redis-py has disconnected it; fall through
+            except BaseException:
+                await self._drop(conn)  # cancelled mid-command: its reply is unread
+                raise
+            else:
+                if self._closing:
+                    await self._drop(conn)
+                else:
+                    self._spare.append(conn)
+                return
+        await self.publisher.publish(self.events_channel, body)
+
+    async def _drop(self, conn: Any) -> None:
+        """Give a held connection back to the pool, disconnected."""
+        self._held -= 1
+        with contextlib.suppress(Exception):
+            await conn.disconnect()
+        await self.publisher.connection_pool.release(conn)
 
     # ------------------------------------------------------------ the link
 
@@ -293,6 +337,8 @@ class Bus:
                 await self._runner
         for task in list(self._tasks):
             task.cancel()
+        while self._spare:
+            await self._drop(self._spare.pop())
         await self.publisher.aclose(close_connection_pool=True)
 
     def _spawn(self, coro: Any) -> None:
@@ -343,7 +389,9 @@ class Bus:
                         confirmed += 1
             self.feed(subscriber.Ready(now=self.timers.now()))
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                # A blocking read: the sentinel round trips, not a read timeout, tell a
+                # dead link (and a timed read costs a readiness probe per message).
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                 if msg is not None and msg["type"] == "message":
                     channel = msg["channel"]
                     self.dispatch(channel.decode() if isinstance(channel, bytes) else channel,
