@@ -289,7 +289,7 @@ class Bus:
         if conn is None and self._held < _HELD:
             self._held += 1  # counted before the wait: a burst must not all pass the cap
             try:
-                conn = await pool.get_connection()
+                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
                 self._held -= 1  # the client's path below reconnects and retries
             except BaseException:
