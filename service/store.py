@@ -36,9 +36,12 @@ chose ``after``, ``upto`` and ``limit``.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import time
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import psycopg
@@ -153,6 +156,7 @@ class RecentCheck:
         self.recent_s = recent_s
         self.checks = 0  #: round trips spent on checks
         self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._stale: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Check ``conn`` unless it came back from work within ``recent_s``."""
@@ -164,7 +168,86 @@ class RecentCheck:
 
     async def returned(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """The pool's ``reset`` hook: ``conn`` came back in a good state, now."""
+        if conn in self._stale:
+            self._stale.discard(conn)  # back, but its last statement was long ago
+            self._returned.pop(conn, None)
+            return
         self._returned[conn] = time.monotonic()
+
+    def stale(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Check ``conn`` at its next checkout: call before giving back one idle too long."""
+        self._stale.add(conn)
+
+
+class HeldConnections:
+    """Connections held out of a pool for back-to-back statements, at most ``cap``.
+
+    A checkout from psycopg-pool (its lock, the check hook, the reset hook, stats)
+    cost a third as much as a publish's statement. A connection that just finished
+    a statement in a good state stays here instead, for the next one. One idle here
+    longer than ``recent_s`` goes back to the pool, whose check runs before its next
+    use, exactly as :class:`RecentCheck` would have; any error, or a connection not
+    idle after its statement, goes back to the pool too, which drops a broken one.
+    Only idle connections are held: a caller that finds none waits in the pool as
+    before, with its timeout and its bounded queue.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, recent: RecentCheck, *, cap: int = 4) -> None:
+        self._pool, self._recent, self.cap = pool, recent, cap
+        self.recent_s = recent.recent_s
+        self._idle: collections.deque[tuple[psycopg.AsyncConnection[Any], float]] = \
+            collections.deque()
+        self._held: set[psycopg.AsyncConnection[Any]] = set()  #: idle or in use
+        self.closing = False
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        """A held connection used within ``recent_s``, else one from the pool."""
+        if self._idle:
+            conn, since = self._idle.pop()  # the freshest
+            if time.monotonic() - since < self.recent_s:
+                return conn
+            await self._give_back(conn, stale=True)
+        conn = await self._pool.getconn()
+        if len(self._held) < self.cap:
+            self._held.add(conn)
+        return conn
+
+    async def put(self, conn: psycopg.AsyncConnection[Any], *, ok: bool) -> None:
+        """Take ``conn`` back after a statement (``ok``: it succeeded)."""
+        now = time.monotonic()
+        if (ok and conn in self._held and not self.closing and not conn.closed
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+            self._idle.append((conn, now))
+            while self._idle and now - self._idle[0][1] >= self.recent_s:
+                await self._give_back(self._idle.popleft()[0], stale=True)
+            return
+        await self._give_back(conn)
+
+    async def _give_back(self, conn: psycopg.AsyncConnection[Any], *, stale: bool = False) -> None:
+        self._held.discard(conn)
+        if stale:  # idle here too long: the pool checks it before its next use
+            self._recent.stale(conn)
+        await self._pool.putconn(conn)  # the reset hook runs later, in the pool's worker
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """:meth:`get` and :meth:`put` around a block (pool errors become :class:`Unavailable`)."""
+        try:
+            conn = await self.get()
+        except _POOL_ERRORS as exc:
+            raise Unavailable(str(exc)) from None
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            await self.put(conn, ok=ok)
+
+    async def close(self) -> None:
+        """Give every idle connection back (the pool is about to close)."""
+        self.closing = True
+        while self._idle:
+            await self._give_back(self._idle.pop()[0])
 
 
 class Store:
@@ -181,8 +264,10 @@ class Store:
         self._s = sql.Identifier(schema)
         self._queries: dict[str, bytes] = {}
 
+        self._recent: dict[str, RecentCheck] = {}
+
         def pool(name: str, application: str) -> AsyncConnectionPool:
-            recent = RecentCheck()
+            recent = self._recent[name] = RecentCheck()
             return AsyncConnectionPool(
                 database_url, min_size=min_size, max_size=max_size, open=False, name=name,
                 timeout=acquire_timeout, max_waiting=max_waiting,
@@ -193,6 +278,8 @@ class Store:
         self.pool = pool("streams", "sselab")
         self.publish_pool = pool("publish", "sselab-publish")
         self.replay_pool = pool("replay", REPLAY_APPLICATION)
+        self.publish_lane = HeldConnections(self.publish_pool, self._recent["publish"],
+                                            cap=max(1, min(4, max_size - 1)))
 
     def _pools(self) -> tuple[AsyncConnectionPool, ...]:
         return (self.pool, self.publish_pool, self.replay_pool)
@@ -218,6 +305,7 @@ class Store:
 
     async def close(self) -> None:
         """Close the pools."""
+        await self.publish_lane.close()
         for p in self._pools():
             await p.close()
 
@@ -271,21 +359,17 @@ class Store:
                           "SELECT %s, t.seq, %s, %s::jsonb FROM t "
                           "RETURNING (SELECT epoch FROM t), seq, "
                           "extract(epoch FROM created_at)::float8")
-            try:
-                async with self.publish_pool.connection() as conn:
+            async with self.publish_lane.connection() as conn:
+                row = await (await conn.execute(one, (topic, topic, type_, payload))).fetchone()
+                if row is None:  # create the topic's row, then take again
+                    await self._ensure_topic(conn, topic)
                     row = await (await conn.execute(one, (topic, topic, type_, payload))
                                  ).fetchone()
-                    if row is None:  # create the topic's row, then take again
-                        await self._ensure_topic(conn, topic)
-                        row = await (await conn.execute(one, (topic, topic, type_, payload))
-                                     ).fetchone()
-            except _POOL_ERRORS as exc:
-                raise Unavailable(str(exc)) from None
             assert row is not None
             return EventId(int(row[0]), int(row[1])), float(row[2]), False
         take_q = self._q(take)
         try:
-            async with self.publish_pool.connection() as conn:
+            async with self.publish_lane.connection() as conn:
                 async with conn.transaction():
                     if idempotency is not None:
                         earlier = await self._claim_key(conn, *idempotency)

@@ -51,6 +51,7 @@ class TcpProxy:
         self._released = asyncio.Event()
         self.held = 0  #: link directions waiting for :meth:`release` right now
         self._links: set[_Link] = set()
+        self._accepting: set[asyncio.Task[None]] = set()  #: each connection's task
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy",
@@ -113,6 +114,12 @@ class TcpProxy:
                 self._server.close()
             for link in list(self._links):
                 link.close()
+            # Let every connection's task end before the loop stops (a task still
+            # pending then is destroyed with a warning, and its sockets leak).
+            if self._accepting:
+                await asyncio.wait(list(self._accepting), timeout=2)
+            for task in self._accepting:
+                task.cancel()
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
@@ -130,6 +137,10 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
