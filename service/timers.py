@@ -119,6 +119,12 @@ class TickTimers(LoopTimers):
     tick, the heartbeats due in the same tick fire from one loop timer in one loop
     pass. A coalesced timer fires at most ``tick`` late, never early; the other
     names (token expiry) keep their exact ``loop.call_at``.
+
+    Re-arming later is lazy: a busy stream pushes its heartbeat back on every frame,
+    and moving it on the wheel each time cost as much as the frame's machine step.
+    Only the new deadline is noted; when the tick it was armed for comes, a deadline
+    that moved past that tick is armed again there instead of firing. Re-arming
+    earlier moves it at once (never late).
     """
 
     def __init__(self, tick: float, coalesce: frozenset[str],
@@ -127,20 +133,34 @@ class TickTimers(LoopTimers):
         self._coalesce = coalesce
         wheels = _WHEELS.setdefault(self._loop, {})
         self._wheel = wheels.get(tick) or wheels.setdefault(tick, _Wheel(self._loop, tick))
-        self._slots: dict[str, int] = {}
+        self._tick = self._wheel.tick
+        self._slots: dict[str, int] = {}  #: the tick each armed name waits on
+        self._due: dict[str, tuple[float, Callable[[], None]]] = {}  #: its latest deadline
 
     def start(self, name: str, at: float, callback: Callable[[], None]) -> None:
         """Arm ``name``: on the shared tick if it is coalesced, else with ``loop.call_at``."""
         if name not in self._coalesce:
             super().start(name, at, callback)
             return
-        self.cancel(name)
+        self._due[name] = (at, callback)
+        slot = self._slots.get(name)
+        if slot is not None:
+            if slot <= math.ceil(at / self._tick):
+                return  # its tick comes first and will re-arm it for ``at``
+            self._wheel.remove(slot, (self, name))
+        self._slots[name] = self._wheel.add(at, (self, name), lambda: self._fire(name))
 
-        def fire() -> None:
-            self._slots.pop(name, None)
-            callback()
-
-        self._slots[name] = self._wheel.add(at, (self, name), fire)
+    def _fire(self, name: str) -> None:
+        due = self._due.get(name)
+        slot = self._slots.get(name)
+        if due is None or slot is None:
+            return
+        at, callback = due
+        if math.ceil(at / self._tick) > slot:  # pushed back since it was put on the wheel
+            self._slots[name] = self._wheel.add(at, (self, name), lambda: self._fire(name))
+            return
+        del self._slots[name], self._due[name]
+        callback()
 
     def armed(self, name: str) -> bool:
         """Whether the coalesced timer ``name`` is armed."""
@@ -151,6 +171,7 @@ class TickTimers(LoopTimers):
         slot = self._slots.pop(name, None)
         if slot is not None:
             self._wheel.remove(slot, (self, name))
+            del self._due[name]
         super().cancel(name)
 
     def cancel_all(self) -> None:

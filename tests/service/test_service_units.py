@@ -326,6 +326,43 @@ def test_tick_timers_coalesce_only_their_names_never_early_at_most_a_tick_late()
     asyncio.run(main())
 
 
+def test_tick_timers_push_back_lazily_and_pull_forward_at_once() -> None:
+    import asyncio
+
+    from service.timers import _WHEELS, TickTimers
+
+    loop = asyncio.new_event_loop()  # never run: the test plays the ticks itself
+    try:
+        timers = TickTimers(1.0, frozenset({"hb"}), loop=loop)
+        wheel = _WHEELS[loop][1.0]
+        fired: list[str] = []
+
+        def entries() -> dict[int, int]:
+            return {slot: len(e) for slot, e in wheel.slots.items() if e}
+
+        timers.start("hb", 10.2, lambda: fired.append("first"))
+        for i in range(100):  # a busy stream: every frame pushes the heartbeat back
+            timers.start("hb", 10.2 + i * 0.05, lambda: fired.append("latest"))
+        assert entries() == {11: 1}  # still one entry, on the first deadline's tick
+        wheel._fire(11)  # that tick comes: the deadline (15.15) moved on, so no fire
+        assert fired == [] and entries() == {16: 1} and timers.armed("hb")
+        wheel._fire(16)
+        assert fired == ["latest"] and not timers.armed("hb") and entries() == {}
+        timers.start("hb", 30.0, lambda: fired.append("late"))
+        timers.start("hb", 20.0, lambda: fired.append("early"))  # earlier: moved at once
+        assert entries() == {20: 1}
+        wheel._fire(20)
+        assert fired[-1] == "early" and not timers.armed("hb")
+        timers.start("hb", 40.0, lambda: fired.append("cancelled"))
+        timers.start("hb", 45.0, lambda: fired.append("cancelled"))
+        timers.cancel("hb")
+        wheel._fire(40)
+        wheel._fire(45)
+        assert "cancelled" not in fired and entries() == {}
+    finally:
+        loop.close()
+
+
 def test_a_blocked_send_times_out_on_the_tick_and_quick_ones_arm_one_watch() -> None:
     import asyncio
 
