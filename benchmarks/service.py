@@ -27,8 +27,16 @@ cursor; the replay rows read (total and per replay, from /metrics) and
 ratio is then the median over the pairs (``pairs`` lists each), because the same
 app's CPU per delivery drifts by a fifth or more between runs minutes apart.
 
+First of all, ``interleaved_fanout`` (``--interleave-rounds``, default 6; 0 skips
+it): both apps up at once with their 1,000 streams each, the top rate published to
+one app for ``--window-s`` seconds, then to the other, the order flipping every
+round, each app's CPU read only over its own windows. Drift then lands on both
+apps alike, so its ``cpu_per_delivery_ratio`` is the steadiest figure of the run
+(``cpu_per_delivery_ratio_per_round`` shows the spread).
+
 Usage: ``python benchmarks/service.py [--streams N] [--users U] [--rates 50,100,200]
-[--broadcast-rates 1,2] [--step-s S] [--repeat N]`` (Redis and Postgres as for the integration tests).
+[--broadcast-rates 1,2] [--step-s S] [--repeat N] [--interleave-rounds R] [--window-s W]``
+(Redis and Postgres as for the integration tests).
 ``BENCH_PROFILE=/tmp/prefix`` runs each app under ``benchmarks/profiled_app.py`` and
 writes one profile per case (fanout, broadcast) of each app; its figures are then
 not the apps' own.
