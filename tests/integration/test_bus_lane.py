@@ -11,7 +11,9 @@ publishes are in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -38,12 +40,21 @@ def _msg(seq: int) -> LiveMessage:
     return LiveMessage("u-lane", EventId(1, seq), "note", f'{{"n":{seq}}}', 1.0)
 
 
-async def _listen(namespace: str) -> tuple[aioredis.Redis, aioredis.client.PubSub]:
+@contextlib.asynccontextmanager
+async def _lane(url: str = REDIS_URL) -> AsyncIterator[tuple[Bus, aioredis.client.PubSub]]:
+    """A bus publishing through ``url`` and a listener on its events channel, both closed after."""
+    namespace = f"sselab_lane_{secrets.token_hex(3)}"
     client = aioredis.Redis.from_url(REDIS_URL)
     pubsub = client.pubsub()
     await pubsub.subscribe(f"{namespace}:events")
     assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"  # type: ignore[index]
-    return client, pubsub
+    bus = _bus(url, namespace)
+    try:
+        yield bus, pubsub
+    finally:
+        await bus.stop()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
 
 
 async def _heard(pubsub: aioredis.client.PubSub, n: int) -> list[int]:
@@ -57,12 +68,8 @@ async def _heard(pubsub: aioredis.client.PubSub, n: int) -> list[int]:
 
 
 def test_a_killed_lane_connection_is_dropped_and_the_publish_lands() -> None:
-    namespace = f"sselab_lane_{secrets.token_hex(3)}"
-
     async def main() -> None:
-        client, pubsub = await _listen(namespace)
-        bus = _bus(REDIS_URL, namespace)
-        try:
+        async with _lane() as (bus, pubsub):
             await bus.publish(_msg(1))
             assert bus._held == 1 and len(bus._spare) == 1
             assert await asyncio.to_thread(kill_redis_clients, bus.publisher_name) >= 1
@@ -70,23 +77,16 @@ def test_a_killed_lane_connection_is_dropped_and_the_publish_lands() -> None:
             await bus.publish(_msg(3))
             assert await _heard(pubsub, 3) == [1, 2, 3]
             assert bus._held <= 1
-        finally:
-            await bus.stop()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await client.aclose()
 
     asyncio.run(main())
 
 
-def test_a_command_cancelled_before_its_reply_leaves_no_reply_behind() -> None:
-    namespace = f"sselab_lane_{secrets.token_hex(3)}"
+def test_a_command_cancelled_before_its_reply_gives_its_connection_back() -> None:
     host, port = "127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
 
     async def main() -> None:
-        client, pubsub = await _listen(namespace)
         with TcpProxy(host, port) as proxy:
-            bus = _bus(f"redis://127.0.0.1:{proxy.port}/0", namespace)
-            try:
+            async with _lane(f"redis://127.0.0.1:{proxy.port}/0") as (bus, pubsub):
                 await bus.publish(_msg(1))
                 proxy.stall()
                 stuck = asyncio.create_task(bus.publish(_msg(2)))
@@ -100,28 +100,16 @@ def test_a_command_cancelled_before_its_reply_leaves_no_reply_behind() -> None:
                 assert bus._held == 1  # a fresh connection, not the cancelled one
                 heard = await _heard(pubsub, 2)
                 assert heard[-1] == 3 and set(heard) <= {1, 2, 3}
-            finally:
-                await bus.stop()
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await client.aclose()
 
     asyncio.run(main())
 
 
 def test_the_lane_holds_at_most_its_cap_under_a_burst() -> None:
-    namespace = f"sselab_lane_{secrets.token_hex(3)}"
-
     async def main() -> None:
-        client, pubsub = await _listen(namespace)
-        bus = _bus(REDIS_URL, namespace)
-        try:
+        async with _lane() as (bus, pubsub):
             burst = 5 * bus_module._HELD
             await asyncio.gather(*(bus.publish(_msg(i + 1)) for i in range(burst)))
             assert bus._held == bus_module._HELD == len(bus._spare)
             assert sorted(await _heard(pubsub, burst)) == list(range(1, burst + 1))
-        finally:
-            await bus.stop()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await client.aclose()
 
     asyncio.run(main())
