@@ -243,6 +243,10 @@ class HeldConnections:
         finally:
             await self.put(conn, ok=ok)
 
+    def stats(self) -> dict[str, int]:
+        """How many connections the lane holds (``lane_held``), and of those are idle."""
+        return {"lane_held": len(self._held), "lane_idle": len(self._idle)}
+
     async def close(self) -> None:
         """Give every idle connection back (the pool is about to close)."""
         self.closing = True
@@ -285,8 +289,11 @@ class Store:
         return (self.pool, self.publish_pool, self.replay_pool)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Each pool's psycopg-pool statistics (size, waiting, ...)."""
-        return {p.name: p.get_stats() for p in self._pools()}
+        """Each pool's psycopg-pool statistics (size, waiting, ...); the publish lane's too."""
+        out = {p.name: p.get_stats() for p in self._pools()}
+        # The lane's connections count as in use in the pool's own figures.
+        out["publish"].update(self.publish_lane.stats())
+        return out
 
     def _q(self, text: str) -> bytes:
         """``text`` with ``{s}`` as the quoted schema, rendered once per text (it is fixed)."""
