@@ -60,15 +60,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.auth import issue_token  # noqa: E402
+from service.testing.stack import drop_schema  # noqa: E402
 
 SECRET = "benchmark-secret-" + "b" * 24
-DATABASE_URL = os.environ.get("SSELAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: An event's ``data:`` line with the publish time ``t``, and an ``id:`` line.
 T_LINE = re.compile(rb'^data: [^\r\n]*?"t":\s*([0-9.]+)', re.MULTILINE)
 ID_LINE = re.compile(rb"^id: ([^\r\n]*)", re.MULTILINE)
@@ -543,8 +542,7 @@ async def _run_resilient(env: dict[str, str], schema: str, users: list[str], per
         return await run_app("service.app:create_app", env, ROOT, users, per_user, rates,
                              broadcast_rates, step_s, streams, storm_stale)
     finally:
-        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(schema)
 
 
 def _env(args: argparse.Namespace, schema: str, streams: int) -> dict[str, str]:
@@ -578,8 +576,7 @@ async def _interleaved_run(args: argparse.Namespace, per_user: int, rate: float
     finally:
         for proc in procs:
             proc.kill()
-        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schema(schema)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -76,6 +76,8 @@ _CONTROL = frozenset({"heartbeat", "replay-truncated", "replay-failed"})
 _SIGNED = b"v1."
 #: Publish connections the bus holds for its fast lane (more in flight use the pool).
 _HELD = 8
+#: A lost or broken link: the publish goes down the client's retrying path instead.
+_LINK_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class BadMessage(ValueError):
@@ -98,7 +100,12 @@ def encode_message(msg: LiveMessage, key: bytes | None = None) -> bytes:
                       separators=(",", ":")).encode()
     if key is None:
         return body
-    return _SIGNED + hmac.digest(key, body, "sha256").hex().encode() + b"." + body
+    return _SIGNED + _signature(key, body) + b"." + body
+
+
+def _signature(key: bytes, body: bytes) -> bytes:
+    """A message body's HMAC-SHA256 under ``key``, as the hex the wire carries."""
+    return hmac.digest(key, body, "sha256").hex().encode()
 
 
 def _no_constant(name: str) -> Any:
@@ -115,7 +122,7 @@ def decode_message(raw: bytes | str, key: bytes | None = None, *,
         if not data.startswith(_SIGNED) or data[67:68] != b".":
             raise BadMessage("signature", "unsigned message")
         sig, body = data[3:67], data[68:]
-        if not hmac.compare_digest(sig, hmac.digest(key, body, "sha256").hex().encode()):
+        if not hmac.compare_digest(sig, _signature(key, body)):
             raise BadMessage("signature", "bad signature")
         data = body
     try:
@@ -290,7 +297,7 @@ class Bus:
             self._held += 1  # counted before the wait: a burst must not all pass the cap
             try:
                 conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+            except _LINK_ERRORS:
                 self._held -= 1  # the client's path below reconnects and retries
             except BaseException:
                 self._held -= 1
@@ -299,8 +306,7 @@ class Bus:
             try:
                 await conn.send_command("PUBLISH", self.events_channel, body)
                 await conn.read_response()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                    OSError):
+            except _LINK_ERRORS:
                 await self._drop(conn)  # redis-py has disconnected it; fall through
             except BaseException:
                 await self._drop(conn)  # cancelled mid-command: its reply is unread

@@ -375,33 +375,31 @@ class Store:
             assert row is not None
             return EventId(int(row[0]), int(row[1])), float(row[2]), False
         take_q = self._q(take)
-        try:
-            async with self.publish_lane.connection() as conn:
-                async with conn.transaction():
-                    if idempotency is not None:
-                        earlier = await self._claim_key(conn, *idempotency)
-                        if earlier is not None:
-                            return earlier[0], earlier[1], True
+        # Pool errors come out of the lane as Unavailable.
+        async with self.publish_lane.connection() as conn:
+            async with conn.transaction():
+                if idempotency is not None:
+                    earlier = await self._claim_key(conn, *idempotency)
+                    if earlier is not None:
+                        return earlier[0], earlier[1], True
+                row = await (await conn.execute(take_q, (topic,))).fetchone()
+                if row is None:  # the topic's first event: create its row, then take again
+                    await self._ensure_topic(conn, topic)
                     row = await (await conn.execute(take_q, (topic,))).fetchone()
-                    if row is None:  # the topic's first event: create its row, then take again
-                        await self._ensure_topic(conn, topic)
-                        row = await (await conn.execute(take_q, (topic,))).fetchone()
-                    assert row is not None
-                    epoch, seq = int(row[0]), int(row[1])
-                    cur = await conn.execute(self._q(
-                        "INSERT INTO {s}.events (topic, seq, type, data) VALUES (%s, %s, %s, %s) "
-                        "RETURNING extract(epoch FROM created_at)::float8"),
-                        (topic, seq, type_, payload))
-                    row = await cur.fetchone()
-                    assert row is not None
-                    created = float(row[0])
-                    if idempotency is not None:
-                        await conn.execute(self._q(
-                            "UPDATE {s}.idempotency SET topic = %s, epoch = %s, seq = %s "
-                            "WHERE owner = %s AND key = %s"),
-                            (topic, epoch, seq, idempotency[0], idempotency[1]))
-        except _POOL_ERRORS as exc:
-            raise Unavailable(str(exc)) from None
+                assert row is not None
+                epoch, seq = int(row[0]), int(row[1])
+                cur = await conn.execute(self._q(
+                    "INSERT INTO {s}.events (topic, seq, type, data) VALUES (%s, %s, %s, %s) "
+                    "RETURNING extract(epoch FROM created_at)::float8"),
+                    (topic, seq, type_, payload))
+                row = await cur.fetchone()
+                assert row is not None
+                created = float(row[0])
+                if idempotency is not None:
+                    await conn.execute(self._q(
+                        "UPDATE {s}.idempotency SET topic = %s, epoch = %s, seq = %s "
+                        "WHERE owner = %s AND key = %s"),
+                        (topic, epoch, seq, idempotency[0], idempotency[1]))
         return EventId(epoch, seq), created, False
 
     async def _claim_key(self, conn: psycopg.AsyncConnection[Any], owner: str, key: str,
