@@ -10,7 +10,11 @@ successor from the remembered part: in the default world 182,051 states share
 1,527 client keys. A move is computed on a state that lacks what it may not read
 (no replicas for a client, :data:`model.world_shell.DETACHED` clients for a
 replica), so one that reads more fails loudly; one that fans out raises
-:class:`model.world_shell.FansOut` and is never remembered.
+:class:`model.world_shell.FansOut` and is never remembered. The parts of world-wide
+moves that touch one actor (Redis delivering an event to one client's streams, one
+client's or replica's tick, a replica going down for one client) are remembered the
+same way in :class:`model.world_shell.Pieces`, by (part, actor, its state, database,
+arguments).
 
 Lookups go by object identity first (a successor shares most objects with its
 parent, and the memo hands out the same slot objects again), then by value.
@@ -23,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from model.world_shell import DETACHED, FansOut
+from model.world_shell import DETACHED, FansOut, Pieces
 from model.world_state import Arg, ClientSlot, Db, Fed, Kind, Replica, State, Transition, WorldConfig
 
 __all__ = ["ID_CAP", "ActorEnabler", "ClientMove", "Memo", "ReplicaMove", "remember"]
@@ -78,7 +82,7 @@ class Memo:
     (a mutant is swapped in).
     """
 
-    __slots__ = ("by_id", "clients", "judged", "replicas")
+    __slots__ = ("by_id", "clients", "judged", "pieces", "replicas")
 
     def __init__(self) -> None:
         self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
@@ -88,9 +92,11 @@ class Memo:
                          tuple[ClientSlot, Db, tuple[ClientMove, ...]]] = {}
         #: what model.invariants.violations judged of a client slot alone, by identity
         self.judged: dict[int, tuple[ClientSlot, int]] = {}
+        #: what each client's part of a world-wide move gave (model.world_shell.on_client)
+        self.pieces = Pieces()
 
     def __len__(self) -> int:
-        return len(self.clients) + len(self.replicas)
+        return len(self.clients) + len(self.replicas) + len(self.pieces)
 
     def extend(self, out: list[Transition], cfg: WorldConfig, s: State, budget: bool,
                replica_own: tuple[ActorEnabler, ...], awake_own: tuple[ActorEnabler, ...],

@@ -87,12 +87,15 @@ from model.core import EventId
 from model.memo import ActorEnabler, Memo
 from model.world_shell import (
     Ctx,
+    Pieces,
     bit,
     close_stream,
     feed_client,
     feed_replica_sessions,
     feed_session,
     feed_subscriber,
+    on_client,
+    on_replica,
     set_stream,
 )
 from model.world_state import (
@@ -150,7 +153,9 @@ def initial(config: WorldConfig) -> State:
 
 # ---------------------------------------------------------------- enablers
 
-Enabler = Callable[[WorldConfig, State], Iterator[Transition]]
+#: A world-wide enabler: the config, the state, and what the search remembers of each
+#: client's part of a world-wide move (None when nothing is remembered).
+Enabler = Callable[[WorldConfig, State, Pieces | None], Iterator[Transition]]
 
 
 def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
@@ -158,7 +163,7 @@ def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
     return Transition(kind, actor, variant, args, tuple(ctx.feeds) if ctx else (), state)
 
 
-def _publishers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _publishers(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """Publishers take ids, commit and publish to Redis."""
     db = s.db
     for p, (phase, seq) in enumerate(s.pubs):
@@ -189,7 +194,7 @@ def _publishers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
                      variant="publish")
 
 
-def _publish_lost(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _publish_lost(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """Fault: a committed event's publish to Redis is lost (or the process dies before it)."""
     for p, (phase, _) in enumerate(s.pubs):
         if phase is Pub.COMMITTED:
@@ -198,28 +203,38 @@ def _publish_lost(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             yield _t(Kind.REDIS_PUBLISH_LOST, p, s._replace(pubs=tuple(pubs), faults=s.faults + 1))
 
 
-def _redis_delivers(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _redis_delivers(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """Redis hands the next message of a link to its replica."""
     for r, rep in enumerate(s.replicas):
         if not rep.queue:
             continue
         msg = rep.queue[0]
-        ctx = Ctx(cfg, s)
+        ctx = Ctx(cfg, s, pieces)
         ctx.replicas[r] = rep._replace(queue=rep.queue[1:])
         if msg > 0:
-            for i, slot in enumerate(s.clients):
-                for k, stream in enumerate(slot.streams):
-                    if stream.replica != r:
-                        continue
-                    if stream.phase is StreamPhase.OPEN and stream.session is not None:
-                        feed_session(ctx, i, k, se.LiveEvent(seq=msg))
-                    elif stream.phase is StreamPhase.REGISTERED and _registered_hears_live():
-                        set_stream(ctx, i, k, ctx.clients[i].streams[k]._replace(
-                            early=(*stream.early, msg)))
+            for i in range(len(s.clients)):
+                on_client(ctx, _live_to_client, i, r, msg)
             yield _t(Kind.DELIVER, r, ctx.state(s), msg, variant="event", ctx=ctx)
         else:
-            feed_subscriber(ctx, r, sb.SentinelReceived(token=-msg))
+            on_replica(ctx, _sentinel_back, r, -msg)
             yield _t(Kind.DELIVER, r, ctx.state(s), -msg, variant="sentinel", ctx=ctx)
+
+
+def _sentinel_back(ctx: Ctx, r: int, token: int) -> None:
+    """Replica r's subscriber receives its own sentinel back."""
+    feed_subscriber(ctx, r, sb.SentinelReceived(token=token))
+
+
+def _live_to_client(ctx: Ctx, i: int, r: int, msg: int) -> None:
+    """Replica r fans a live event out to client i's streams on it."""
+    for k, stream in enumerate(ctx.clients[i].streams):
+        if stream.replica != r:
+            continue
+        if stream.phase is StreamPhase.OPEN and stream.session is not None:
+            feed_session(ctx, i, k, se.LiveEvent(seq=msg))
+        elif stream.phase is StreamPhase.REGISTERED and _registered_hears_live():
+            set_stream(ctx, i, k, ctx.clients[i].streams[k]._replace(
+                early=(*stream.early, msg)))
 
 
 def _links_reconnect(cfg: WorldConfig, s: State, r: int) -> Iterator[Transition]:
@@ -265,26 +280,32 @@ def _subscriber_disconnects(cfg: WorldConfig, s: State, r: int) -> Iterator[Tran
         yield _t(Kind.REDIS_DISCONNECT, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
-def _replica_goes_down(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _replica_goes_down(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """Fault: a replica goes down, closing its open streams."""
     for r, rep in enumerate(s.replicas):
         if rep.down:
             continue
-        ctx = Ctx(cfg, s)
+        ctx = Ctx(cfg, s, pieces)
         ctx.replicas[r] = rep._replace(down=True)
-        for i, slot in enumerate(s.clients):
-            for k in reversed(range(len(slot.streams))):
-                stream = slot.streams[k]
-                if stream.replica == r and stream.phase is StreamPhase.OPEN:
-                    close_stream(ctx, i, k)
-                    feed_client(ctx, i, cl.StreamClosed(reason="replica down"))
-                elif stream.replica == r and stream.phase is StreamPhase.REGISTERED:
-                    close_stream(ctx, i, k)  # it never answered: the attempt fails
-                    feed_client(ctx, i, cl.StreamFailed(reason="replica down"))
+        for i in range(len(s.clients)):
+            on_client(ctx, _down_to_client, i, r)
         yield _t(Kind.REPLICAS_DOWN, r, ctx.state(s, faults=s.faults + 1), ctx=ctx)
 
 
-def _retention_prunes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _down_to_client(ctx: Ctx, i: int, r: int) -> None:
+    """Replica r goes down: client i's streams on it close (or, never answered, fail)."""
+    slot = ctx.clients[i]
+    for k in reversed(range(len(slot.streams))):
+        stream = slot.streams[k]
+        if stream.replica == r and stream.phase is StreamPhase.OPEN:
+            close_stream(ctx, i, k)
+            feed_client(ctx, i, cl.StreamClosed(reason="replica down"))
+        elif stream.replica == r and stream.phase is StreamPhase.REGISTERED:
+            close_stream(ctx, i, k)  # it never answered: the attempt fails
+            feed_client(ctx, i, cl.StreamFailed(reason="replica down"))
+
+
+def _retention_prunes(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """Fault: retention removes the oldest kept event."""
     db = s.db
     if db.floor < db.head:
@@ -308,7 +329,7 @@ def _laptops_wake(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
     yield _t(Kind.WAKE, i, ctx.state(s), ctx=ctx)
 
 
-def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _accepts(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """A replica that is up takes a connecting stream and registers it for live fan-out
     (or, none up, it is refused). Its head is read, and its session opened, next."""
     any_up = any(not rep.down for rep in s.replicas)
@@ -319,15 +340,26 @@ def _accepts(cfg: WorldConfig, s: State) -> Iterator[Transition]:
             for r, rep in enumerate(s.replicas):
                 if rep.down:
                     continue
-                ctx = Ctx(cfg, s)
-                set_stream(ctx, i, k, stream._replace(replica=r, phase=StreamPhase.REGISTERED,
-                                                       early=(), head_read=_head_at_register(s)))
+                ctx = Ctx(cfg, s, pieces)
+                on_client(ctx, _registers, i, k, r, _head_at_register(s))
                 yield _t(Kind.ACCEPT, i, ctx.state(s), r, ctx=ctx)
             if not any_up:
-                ctx = Ctx(cfg, s)
-                close_stream(ctx, i, k)
-                feed_client(ctx, i, cl.StreamFailed(reason="connection refused"))
+                ctx = Ctx(cfg, s, pieces)
+                on_client(ctx, _refused, i, k)
                 yield _t(Kind.REFUSE, i, ctx.state(s), ctx=ctx)
+
+
+def _registers(ctx: Ctx, i: int, k: int, r: int, head_read: int) -> None:
+    """Replica r takes client i's connecting stream k and registers it for live fan-out."""
+    stream = ctx.clients[i].streams[k]
+    set_stream(ctx, i, k, stream._replace(replica=r, phase=StreamPhase.REGISTERED, early=(),
+                                           head_read=head_read))
+
+
+def _refused(ctx: Ctx, i: int, k: int) -> None:
+    """No replica is up: client i's connecting stream k is refused."""
+    close_stream(ctx, i, k)
+    feed_client(ctx, i, cl.StreamFailed(reason="connection refused"))
 
 
 def _opens(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
@@ -566,12 +598,12 @@ def _reauth_checks(cfg: WorldConfig, s: State, i: int) -> Iterator[Transition]:
             yield _t(Kind.REAUTH, i, ctx.state(s), stream.replica, ctx=ctx)
 
 
-def _probes(cfg: WorldConfig, s: State) -> Iterator[Transition]:
+def _probes(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:
     """A replica's head probe is due: read the head, feed it to the replica's open sessions."""
     for r, rep in enumerate(s.replicas):
         if rep.probe_left != 0:
             continue
-        ctx = Ctx(cfg, s)
+        ctx = Ctx(cfg, s, pieces)
         ctx.replicas[r] = rep._replace(probe_left=cfg.probe_period)
         feed_replica_sessions(ctx, r, se.HeadProbed(topic=se.TopicHead(0, s.db.head, s.db.floor)))
         yield _t(Kind.PROBE, r, ctx.state(s), s.db.head, ctx=ctx)
@@ -654,8 +686,9 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
     budget = s.faults < cfg.faults
     world_wide, replica_own, awake_own, asleep_own = _chosen(cfg, budget)
     out: list[Transition] = []
+    pieces = memo.pieces if memo is not None else None
     for enabler in world_wide:
-        out.extend(enabler(cfg, s))
+        out.extend(enabler(cfg, s, pieces))
     if memo is not None:
         memo.extend(out, cfg, s, budget, replica_own, awake_own, asleep_own)
         return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 from model import client as cl
 from model import session as se
@@ -24,21 +25,27 @@ from model.witness import AttemptsWitness, observe
 from model.world_state import (
     NO_FLAGS,
     ClientSlot,
+    Db,
     Fed,
     Flag,
     Frame,
     Link,
     Machine,
     PendingSnapshot,
+    Replica,
     State,
     Stream,
     StreamPhase,
     WorldConfig,
 )
 
-__all__ = ["DETACHED", "Ctx", "FansOut", "bit", "close_stream", "feed_client",
+__all__ = ["DETACHED", "Ctx", "FansOut", "Pieces", "bit", "close_stream", "feed_client",
            "feed_replica_sessions", "feed_session", "feed_subscriber", "machine_configs",
-           "set_stream", "ticks"]
+           "on_client", "on_replica", "set_stream", "ticks"]
+
+#: identity entries a table keeps before it starts afresh (each holds its objects alive)
+PIECE_CAP = 1 << 16
+
 
 def ticks(at: float) -> int:
     return max(0, math.ceil(at))
@@ -62,14 +69,33 @@ class FansOut(Exception):
     """A replica's move reached its streams, so it depends on the clients after all."""
 
 
+class Pieces:
+    """What each client's part of a world-wide move gave, for one search (:func:`on_client`)."""
+
+    __slots__ = ("by_id", "by_value", "replicas", "replicas_by_id")
+
+    def __init__(self) -> None:
+        self.by_value: dict[tuple[Any, ...], tuple[ClientSlot, tuple[Fed, ...]]] = {}
+        #: the same by identity of the slot and the database (which it holds alive)
+        self.by_id: dict[tuple[Any, ...], tuple[ClientSlot, Db, ClientSlot, tuple[Fed, ...]]] = {}
+        #: each replica's part (on_replica); None where it fanned out to the streams
+        self.replicas: dict[tuple[Any, ...], tuple[Replica, tuple[Fed, ...]] | None] = {}
+        self.replicas_by_id: dict[tuple[Any, ...], tuple[Replica, Db, tuple[Replica, tuple[
+            Fed, ...]] | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_value) + len(self.replicas)
+
+
 class Ctx:
     """Mutable scratch for one transition: lists replaced into a new State at the end."""
 
-    __slots__ = ("ccfg", "cfg", "clients", "db", "detached", "feeds", "replicas", "scfg",
-                 "subcfg")
+    __slots__ = ("ccfg", "cfg", "clients", "db", "detached", "feeds", "pieces", "replicas",
+                 "scfg", "subcfg")
 
-    def __init__(self, cfg: WorldConfig, s: State) -> None:
+    def __init__(self, cfg: WorldConfig, s: State, pieces: Pieces | None = None) -> None:
         self.cfg = cfg
+        self.pieces = pieces
         self.detached = s.clients is DETACHED
         self.ccfg, self.scfg, self.subcfg = machine_configs(cfg)
         self.clients = list(s.clients)
@@ -95,6 +121,93 @@ def machine_configs(cfg: WorldConfig) -> tuple[cl.ClientConfig, se.SessionConfig
         hit = (cfg, cfg.client, cfg.session, cfg.subscriber)
         _CONFIG_CACHE[id(cfg)] = hit
     return hit[1], hit[2], hit[3]
+
+
+#: A part of a world-wide move that reads only the config, client i's slot, the database
+#: and its arguments, and changes only that slot (and what it feeds): ``piece(ctx, i, *args)``.
+ClientPiece = Callable[..., None]
+
+
+def on_client(ctx: Ctx, piece: ClientPiece, i: int, *args: Any) -> None:
+    """Carry out ``piece(ctx, i, *args)`` on client i, remembered in ``ctx.pieces`` when kept.
+
+    The outcome is remembered by (piece, i, slot, database, args), so every state that
+    shares them gets the same new slot object (and the same feeds).
+    """
+    pieces = ctx.pieces
+    if pieces is None:
+        piece(ctx, i, *args)
+        return
+    slot, db = ctx.clients[i], ctx.db
+    fast = (piece, i, id(slot), id(db), args)
+    by_id = pieces.by_id
+    hit = by_id.get(fast)
+    if hit is not None and hit[0] is slot and hit[1] is db:
+        ctx.clients[i] = hit[2]
+        if hit[3]:
+            ctx.feeds.extend(hit[3])
+        return
+    key = (piece, i, slot, db, args)
+    known = pieces.by_value.get(key)
+    if known is None:
+        mark = len(ctx.feeds)
+        piece(ctx, i, *args)
+        known = pieces.by_value[key] = (ctx.clients[i], tuple(ctx.feeds[mark:]))
+    else:
+        ctx.clients[i] = known[0]
+        ctx.feeds.extend(known[1])
+    if len(by_id) > PIECE_CAP:
+        by_id.clear()
+    by_id[fast] = (slot, db, known[0], known[1])
+
+
+#: A part of a move that reads only the config, replica r, the database and its arguments,
+#: and changes only that replica, unless it fans out to the replica's streams
+#: (:func:`feed_replica_sessions`): ``piece(ctx, r, *args)``.
+ReplicaPiece = Callable[..., None]
+
+
+def on_replica(ctx: Ctx, piece: ReplicaPiece, r: int, *args: Any) -> None:
+    """Carry out ``piece(ctx, r, *args)`` on replica r, remembered in ``ctx.pieces`` when kept.
+
+    It is first tried without the clients: one that fans out to the replica's streams is
+    then carried out in full, and never remembered.
+    """
+    pieces = ctx.pieces
+    if pieces is None or ctx.detached:
+        piece(ctx, r, *args)
+        return
+    rep, db = ctx.replicas[r], ctx.db
+    fast = (piece, r, id(rep), id(db), args)
+    hit = pieces.replicas_by_id.get(fast)
+    if hit is not None and hit[0] is rep and hit[1] is db:
+        known = hit[2]
+    else:
+        key = (piece, r, rep, db, args)
+        if key in pieces.replicas:
+            known = pieces.replicas[key]
+        else:
+            mark = len(ctx.feeds)
+            ctx.detached = True
+            try:
+                piece(ctx, r, *args)
+                known = (ctx.replicas[r], tuple(ctx.feeds[mark:]))
+            except FansOut:
+                known = None
+            finally:
+                ctx.detached = False
+                ctx.replicas[r] = rep
+                del ctx.feeds[mark:]
+            pieces.replicas[key] = known
+        if len(pieces.replicas_by_id) > PIECE_CAP:
+            pieces.replicas_by_id.clear()
+        pieces.replicas_by_id[fast] = (rep, db, known)
+    if known is None:
+        piece(ctx, r, *args)
+        return
+    ctx.replicas[r] = known[0]
+    if known[1]:
+        ctx.feeds.extend(known[1])
 
 
 def set_stream(ctx: Ctx, i: int, k: int, stream: Stream) -> None:
@@ -289,10 +402,15 @@ def feed_replica_sessions(ctx: Ctx, r: int, event: se.SessionInput) -> None:
     """Feed ``event`` to the session of every open stream on replica ``r``."""
     if ctx.detached:
         raise FansOut
-    for i, slot in enumerate(ctx.clients):
-        for k, stream in enumerate(slot.streams):
-            if stream.replica == r and stream.phase is StreamPhase.OPEN and stream.session is not None:
-                feed_session(ctx, i, k, event)
+    for i in range(len(ctx.clients)):
+        on_client(ctx, _feed_sessions_on, i, r, event)
+
+
+def _feed_sessions_on(ctx: Ctx, i: int, r: int, event: se.SessionInput) -> None:
+    """Feed ``event`` to the session of each of client i's open streams on replica ``r``."""
+    for k, stream in enumerate(ctx.clients[i].streams):
+        if stream.replica == r and stream.phase is StreamPhase.OPEN and stream.session is not None:
+            feed_session(ctx, i, k, event)
 
 
 def _sub_resync(ctx: Ctx, r: int, act: sb.ResyncStreams) -> None:

@@ -34,7 +34,7 @@ from array import array
 from typing import Any
 
 from model.invariants import converged, undetected, violations
-from model.world import Memo, State, WorldConfig, enabled, initial
+from model.world import Kind, Memo, State, WorldConfig, enabled, initial
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 from sims.check.result import Key
@@ -44,6 +44,10 @@ __all__ = ["LevelReport", "Partition"]
 #: what expand() returns: candidates per owner (fingerprint, parent fingerprint, ... flat, so
 #: they pickle as bytes), transitions taken, states judged violating, what reductions spared
 LevelReport = tuple[list["array[int]"], int, dict[str, int], dict[str, int]]
+
+
+#: the kinds that keep a state from being settled: a fault, or a publisher's step
+_UNSETTLING = frozenset(k for k in Kind if k.fault or k is Kind.PUBLISH)
 
 
 class Partition:
@@ -83,6 +87,7 @@ class Partition:
         count, parent, pending = self.count, self.parent, self.pending
         only, liveness = self.only, self.liveness
         memo = self.memo
+        unsettling = _UNSETTLING
         clients = range(cfg.clients)
         replicas = range(cfg.replicas)
         sym_replicas = self.canon.replica_symmetry
@@ -99,9 +104,7 @@ class Partition:
                         bad_first[name] = fp
                 continue
             succ = enabled(cfg, state, memo)
-            settled = liveness and not any(
-                t.state.faults != state.faults or t.state.published != state.published
-                or t.state.pubs != state.pubs for t in succ)
+            settled = liveness and not any(t.kind in unsettling for t in succ)
             if self.coverage is not None:
                 self.coverage.update(coverage_of(succ))
             transitions += len(succ)

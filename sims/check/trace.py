@@ -94,13 +94,8 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
     graph: Any = nx.DiGraph()
     order = sorted(edges)
     graph.add_nodes_from(order)
-    leaky: set[int] = set()
-    for u in order:
-        for v in edges[u]:
-            if v in edges:
-                graph.add_edge(u, v)
-            else:
-                leaky.add(u)
+    leaky = {u for u in order if any(v not in edges for v in edges[u])}
+    graph.add_edges_from((u, v) for u in order for v in edges[u] if v in edges)
     found: dict[str, tuple[int, set[int]]] = {}
     for comp in nx.strongly_connected_components(graph):
         if any(u in leaky for u in comp):
