@@ -82,7 +82,7 @@ class Memo:
     (a mutant is swapped in).
     """
 
-    __slots__ = ("by_id", "clients", "judged", "pieces", "replicas")
+    __slots__ = ("by_id", "clients", "judged", "pieces", "replicas", "replicas_by_id")
 
     def __init__(self) -> None:
         self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
@@ -90,6 +90,9 @@ class Memo:
         #: the same client moves by identity: (client, id(slot), id(db), budget) -> ...
         self.by_id: dict[tuple[int, int, int, bool],
                          tuple[ClientSlot, Db, tuple[ClientMove, ...]]] = {}
+        #: the same replica moves by identity: (replica, id(replica), id(db), budget) -> ...
+        self.replicas_by_id: dict[tuple[int, int, int, bool],
+                                  tuple[Replica, Db, tuple[ReplicaMove, ...] | None]] = {}
         #: what model.invariants.violations judged of a client slot alone, by identity
         self.judged: dict[int, tuple[ClientSlot, int]] = {}
         #: what each client's part of a world-wide move gave (model.world_shell.on_client)
@@ -102,23 +105,31 @@ class Memo:
                replica_own: tuple[ActorEnabler, ...], awake_own: tuple[ActorEnabler, ...],
                asleep_own: tuple[ActorEnabler, ...]) -> None:
         """Append each replica's, then each client's own moves in ``s`` to ``out``."""
-        clients, replicas, db = s.clients, s.replicas, s.db
-        known_replicas = self.replicas
+        clients, replicas, db, pubs, published, faults, overrun = s
+        new_tuple = tuple.__new__  # State(...) and Transition(...) without their Python __new__
+        known_replicas, replicas_by_id = self.replicas, self.replicas_by_id
         for r, rep in enumerate(replicas):
-            rkey = (r, rep, db, budget)
-            if rkey in known_replicas:
-                rmoves = known_replicas[rkey]
+            rfast = (r, id(rep), id(db), budget)
+            rhit = replicas_by_id.get(rfast)
+            if rhit is not None and rhit[0] is rep and rhit[1] is db:
+                rmoves = rhit[2]
             else:
-                rmoves = known_replicas[rkey] = _replica_moves(cfg, s, r, replica_own)
+                rkey = (r, rep, db, budget)
+                if rkey in known_replicas:
+                    rmoves = known_replicas[rkey]
+                else:
+                    rmoves = known_replicas[rkey] = _replica_moves(cfg, s, r, replica_own)
+                if len(replicas_by_id) > ID_CAP:
+                    replicas_by_id.clear()
+                replicas_by_id[rfast] = (rep, db, rmoves)
             if rmoves is None:
                 for replica_enabler in replica_own:
                     out.extend(replica_enabler(cfg, s, r))
                 continue
             for kind, variant, args, feeds, new_rep, spent in rmoves:
                 reps = (*replicas[:r], new_rep, *replicas[r + 1:])
-                out.append(Transition(kind, r, variant, args, feeds,
-                                      State(clients, reps, db, s.pubs, s.published,
-                                            s.faults + spent, s.overrun)))
+                out.append(new_tuple(Transition, (kind, r, variant, args, feeds, new_tuple(
+                    State, (clients, reps, db, pubs, published, faults + spent, overrun)))))
         known_clients, by_id = self.clients, self.by_id
         for i, slot in enumerate(clients):
             fast = (i, id(slot), id(db), budget)
@@ -137,7 +148,6 @@ class Memo:
                 by_id[fast] = (slot, db, moves)
             for kind, variant, args, feeds, new, spent, over in moves:
                 after = (*clients[:i], new, *clients[i + 1:])
-                out.append(Transition(kind, i, variant, args, feeds,
-                                      State(after, replicas, db, s.pubs, s.published,
-                                            s.faults + spent,
-                                            over if over > s.overrun else s.overrun)))
+                out.append(new_tuple(Transition, (kind, i, variant, args, feeds, new_tuple(
+                    State, (after, replicas, db, pubs, published, faults + spent,
+                            over if over > overrun else overrun)))))

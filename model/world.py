@@ -160,7 +160,8 @@ Enabler = Callable[[WorldConfig, State, Pieces | None], Iterator[Transition]]
 
 def _t(kind: Kind, actor: int, state: State, *args: Arg, variant: str = "",
        ctx: Ctx | None = None) -> Transition:
-    return Transition(kind, actor, variant, args, tuple(ctx.feeds) if ctx else (), state)
+    return tuple.__new__(Transition, (kind, actor, variant, args,
+                                      tuple(ctx.feeds) if ctx else (), state))
 
 
 def _publishers(cfg: WorldConfig, s: State, pieces: Pieces | None) -> Iterator[Transition]:

@@ -104,9 +104,9 @@ class Ctx:
         self.feeds: list[Fed] = []
 
     def state(self, s: State, *, faults: int | None = None, overrun: int | None = None) -> State:
-        return State(tuple(self.clients), tuple(self.replicas), self.db, s.pubs, s.published,
-                     s.faults if faults is None else faults,
-                     s.overrun if overrun is None else overrun)
+        return tuple.__new__(State, (tuple(self.clients), tuple(self.replicas), self.db, s.pubs,
+                                     s.published, s.faults if faults is None else faults,
+                                     s.overrun if overrun is None else overrun))
 
 
 _CONFIG_CACHE: dict[int, tuple[WorldConfig, cl.ClientConfig, se.SessionConfig,

@@ -34,10 +34,9 @@ from array import array
 from typing import Any
 
 from model.invariants import converged, undetected, violations
-from model.world import Kind, Memo, State, WorldConfig, enabled, initial
+from model.world import Kind, Memo, State, Transition, WorldConfig, enabled, initial
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
-from sims.check.result import Key
 
 __all__ = ["LevelReport", "Partition"]
 
@@ -65,7 +64,7 @@ class Partition:
         self.only: frozenset[str] | None = frozenset(only) if only is not None else None
         self.parent: dict[int, int] = {}  #: owned fingerprint -> its parent's (itself at the root)
         self.frontier: list[tuple[int, State]] = []
-        self.pending: dict[int, tuple[int, Key, State]] = {}
+        self.pending: dict[int, tuple[int, Transition]] = {}  #: candidate -> (parent, move)
         self.edges: dict[int, list[int]] = {}  #: settled state -> its successors
         self.conv: dict[int, bool] = {}
         self.undet: dict[int, int] = {}
@@ -110,17 +109,17 @@ class Partition:
             transitions += len(succ)
             outs: list[int] = []
             for t in succ:
-                nfp = fingerprint(t.state)
+                nfp = fingerprint(t[5])  # t.state
                 if settled:
                     outs.append(nfp)
                 if nfp in parent:
                     continue
                 cur = pending.get(nfp)
                 if cur is None:
-                    pending[nfp] = (fp, t.key, t.state)
-                elif cur[0] == fp and key_code(t.key) < key_code(cur[1]):
+                    pending[nfp] = (fp, t)
+                elif cur[0] == fp and key_code(t.key) < key_code(cur[1].key):
                     # the frontier is in fingerprint order, so only a sibling can win a tie
-                    pending[nfp] = (fp, t.key, t.state)
+                    pending[nfp] = (fp, t)
             if settled:
                 self.edges[fp] = outs
                 self.conv[fp] = all(converged(cfg, state, i) for i in clients)
@@ -131,13 +130,13 @@ class Partition:
         self.frontier = []
         out: list[array[int]] = [array("q") for _ in range(count)]
         if count == 1:  # its own owner: every pending state is new, and wins
-            for nfp, (pfp, _, _) in pending.items():
+            for nfp, (pfp, _) in pending.items():
                 parent[nfp] = pfp
-            self.frontier = sorted(((nfp, st) for nfp, (_, _, st) in pending.items()),
+            self.frontier = sorted(((nfp, t.state) for nfp, (_, t) in pending.items()),
                                    key=lambda item: item[0])
             self.pending = {}
             return out, transitions, bad_first, spared
-        for nfp, (pfp, _, _) in pending.items():
+        for nfp, (pfp, _) in pending.items():
             out[nfp % count].extend((nfp, pfp))
         return out, transitions, bad_first, spared
 
@@ -178,7 +177,7 @@ class Partition:
         for batch in fps:
             for fp in batch:
                 owner = fp % count
-                (mine if owner == self.index else out[owner]).append((fp, pending[fp][2]))
+                (mine if owner == self.index else out[owner]).append((fp, pending[fp][1].state))
         self.frontier = mine
         self.pending = {}
         return [pickle.dumps(batch, pickle.HIGHEST_PROTOCOL) if batch else b"" for batch in out]

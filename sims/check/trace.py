@@ -11,7 +11,7 @@ indices (never a permuted representative), and every step is re-judged.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import networkx as nx
@@ -22,7 +22,7 @@ from sims.check.canon import Canon, key_code
 from sims.check.pools import Pool
 from sims.check.result import Key, Step, Violation
 
-__all__ = ["liveness_violations", "path_to", "replay", "steps_of"]
+__all__ = ["bottom_components", "liveness_violations", "path_to", "replay", "steps_of"]
 
 
 def path_fps(pool: Pool, root: int, fp: int) -> list[int]:
@@ -88,20 +88,8 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         edges.update(part_edges)
         conv.update(part_conv)
         undet.update(part_undet)
-    # Nodes in fingerprint order, each one's edges in the order the world listed them (the
-    # same state is expanded whatever N): networkx's choices (which shortest cycle) then
-    # depend only on the graph, never on which partition reported a node first.
-    graph: Any = nx.DiGraph()
-    order = sorted(edges)
-    graph.add_nodes_from(order)
-    leaky = {u for u in order if any(v not in edges for v in edges[u])}
-    graph.add_edges_from((u, v) for u in order for v in edges[u] if v in edges)
     found: dict[str, tuple[int, set[int]]] = {}
-    for comp in nx.strongly_connected_components(graph):
-        if any(u in leaky for u in comp):
-            continue
-        if any(v not in comp for u in comp for v in graph.successors(u)):
-            continue
+    for comp in bottom_components(edges):
         entry = min(comp)
         if not any(conv[u] for u in comp):
             if "convergence" not in found or entry < found["convergence"][0]:
@@ -120,7 +108,12 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         prefix = path_to(config, canon, path_fps(pool, root, entry))
         steps = steps_of(config, start, prefix)
         entry_state = prefix[-1].state if prefix else start
-        sub = graph.subgraph(comp)
+        # The component in fingerprint order, each node's edges in the order the world
+        # listed them (the same state is expanded whatever N): networkx's choice of a
+        # shortest cycle then depends only on the graph.
+        sub: Any = nx.DiGraph()
+        sub.add_nodes_from(sorted(comp))
+        sub.add_edges_from((u, v) for u in sorted(comp) for v in edges[u])
         best: list[int] | None = None
         for succ in sorted(sub.successors(entry)):
             path = nx.shortest_path(sub, succ, entry)
@@ -137,6 +130,61 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
             cycle_steps = steps_of(config, entry_state, cyc)
         out.append(Violation(name, "liveness", tuple(steps), tuple(cycle_steps)))
     return out
+
+
+def bottom_components(edges: dict[int, list[int]]) -> Iterator[set[int]]:
+    """The strongly connected components no edge leaves (none reaches a state outside ``edges``).
+
+    Tarjan's algorithm, iteratively, on the integer graph as it is: building a networkx
+    graph of every settled state cost more than the search of it (networkx still draws
+    the lasso, on the one component reported).
+    """
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    counter = 0
+    for root in sorted(edges):
+        if root in index:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work: list[tuple[int, Iterator[int]]] = [(root, iter(edges[root]))]
+        while work:
+            u, it = work[-1]
+            descended = False
+            for v in it:
+                if v not in edges:
+                    continue
+                if v not in index:
+                    index[v] = low[v] = counter
+                    counter += 1
+                    stack.append(v)
+                    on_stack.add(v)
+                    work.append((v, iter(edges[v])))
+                    descended = True
+                    break
+                if v in on_stack and index[v] < low[u]:
+                    low[u] = index[v]
+            if descended:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                if low[u] < low[parent]:
+                    low[parent] = low[u]
+            if low[u] == index[u]:
+                comp: set[int] = set()
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.add(w)
+                    if w == u:
+                        break
+                if all(v in comp for w in comp for v in edges[w]):
+                    yield comp
 
 
 def _by_key(config: WorldConfig, state: State, key: Key) -> Transition:
