@@ -69,6 +69,7 @@ class Partition:
         self.conv: dict[int, bool] = {}
         self.undet: dict[int, int] = {}
         self.memo = Memo()  #: each client's and replica's own moves (model.world.enabled)
+        self._parts: dict[Any, Any] = {}  #: each client slot, replica, db, pubs seen: itself
 
     def start(self) -> int:
         """Seed the initial state if this partition owns it; return its fingerprint."""
@@ -185,11 +186,26 @@ class Partition:
     def receive(self, batches: list[bytes]) -> int:
         """As owner: take the states shipped to it; the frontier in fingerprint order."""
         if self.count > 1:
+            intern = self._intern
             for blob in batches:
                 if blob:
-                    self.frontier.extend(pickle.loads(blob))
+                    self.frontier.extend((fp, intern(st)) for fp, st in pickle.loads(blob))
             self.frontier.sort(key=lambda item: item[0])
         return len(self.frontier)
+
+    def _intern(self, s: State) -> State:
+        """The same state made of this partition's own part objects, where it has them.
+
+        A state that arrives pickled is made of new objects; the memo and the fingerprint
+        look parts up by identity first, so each part is swapped for the equal one seen
+        before (looked up by value once, here).
+        """
+        parts = self._parts
+        clients, replicas, db, pubs, published, faults, overrun = s
+        return tuple.__new__(State, (
+            tuple([parts.setdefault(c, c) for c in clients]),
+            tuple([parts.setdefault(r, r) for r in replicas]),
+            parts.setdefault(db, db), parts.setdefault(pubs, pubs), published, faults, overrun))
 
     def covered(self) -> set[tuple[str, ...]]:
         """Transition kinds and machine (state, input) pairs this partition's expansions took."""
