@@ -52,11 +52,12 @@ How it works.
   on those integers (:func:`sims.check.trace.bottom_components`, checked
   against networkx in ``tests/check/test_bottom_components.py``; a networkx
   graph of every settled state cost more than the search that found them).
-  A bottom component is where a fair run ends up forever; if no state in it has every client live and up to date, or a
-  replica's subscriber is dead and undetected in all of it, that is a liveness
-  violation, reported as a lasso: the shortest path into the component and a
-  cycle inside it (networkx's shortest path, on that component alone). Settled states are always fully expanded (no partial-order
-  reduction there), so the settled graph is the symmetry quotient of the real
+  A bottom component is where a fair run ends up forever; if no state in it
+  has every client live and up to date, or a replica's subscriber is dead and
+  undetected in all of it, that is a liveness violation, reported as a lasso:
+  the shortest path into the component and a cycle inside it (networkx's
+  shortest path, on that component alone). Settled states are always fully
+  expanded (no partial-order reduction there), so the settled graph is the symmetry quotient of the real
   one. Under replica symmetry a representative's replica numbering is
   arbitrary, so "dead and undetected" is judged as "some replica is dead and
   undetected" in every state of the component: in a settled world no link can

@@ -65,9 +65,9 @@ class Partition:
         self.parent: dict[int, int] = {}  #: owned fingerprint -> its parent's (itself at the root)
         self.frontier: list[tuple[int, State]] = []
         self.pending: dict[int, tuple[int, Transition]] = {}  #: candidate -> (parent, move)
-        self.edges: dict[int, list[int]] = {}  #: settled state -> its successors
-        self.conv: dict[int, bool] = {}
-        self.undet: dict[int, int] = {}
+        self.edges: dict[int, array[int]] = {}  #: settled state -> its successors
+        self.conv: set[int] = set()  #: settled states where every client has converged
+        self.undet: dict[int, int] = {}  #: settled states with a dead, undetected link: which
         self.memo = Memo()  #: each client's and replica's own moves (model.world.enabled)
         self._parts: dict[Any, Any] = {}  #: each client slot, replica, db, pubs seen: itself
 
@@ -122,12 +122,14 @@ class Partition:
                     # the frontier is in fingerprint order, so only a sibling can win a tie
                     pending[nfp] = (fp, t)
             if settled:
-                self.edges[fp] = outs
-                self.conv[fp] = all(converged(cfg, state, i) for i in clients)
+                self.edges[fp] = array("q", outs)  # 8 bytes an edge, not a list of big ints
+                if all(converged(cfg, state, i) for i in clients):
+                    self.conv.add(fp)
                 mask = sum(1 << r for r in replicas if undetected(cfg, state, r))
-                # Under replica symmetry a representative's replica numbering is arbitrary:
-                # judge "some replica undetected" (sound: see the essay, Liveness).
-                self.undet[fp] = (1 if mask else 0) if sym_replicas else mask
+                if mask:
+                    # Under replica symmetry a representative's replica numbering is arbitrary:
+                    # judge "some replica undetected" (sound: see the essay, Liveness).
+                    self.undet[fp] = 1 if sym_replicas else mask
         self.frontier = []
         out: list[array[int]] = [array("q") for _ in range(count)]
         if count == 1:  # its own owner: every pending state is new, and wins
@@ -219,7 +221,7 @@ class Partition:
         """The parent fingerprint of each owned fingerprint (None when not owned)."""
         return [self.parent.get(fp) for fp in fps]
 
-    def settled(self) -> tuple[dict[int, list[int]], dict[int, bool], dict[int, int]]:
+    def settled(self) -> tuple[dict[int, array[int]], set[int], dict[int, int]]:
         """The settled part of the graph this partition expanded: edges, converged, undetected."""
         return self.edges, self.conv, self.undet
 

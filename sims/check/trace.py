@@ -11,7 +11,8 @@ indices (never a permuted representative), and every step is re-judged.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import networkx as nx
@@ -78,11 +79,11 @@ def steps_of(config: WorldConfig, start: State, path: Sequence[Transition]) -> l
 
 
 def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int,
-                        settled: list[tuple[dict[int, list[int]], dict[int, bool], dict[int, int]]],
+                        settled: list[tuple[dict[int, array[int]], set[int], dict[int, int]]],
                         already: set[str]) -> list[Violation]:
     """Bottom components of the settled graph where clients never converge or a death stays unseen."""
-    edges: dict[int, list[int]] = {}
-    conv: dict[int, bool] = {}
+    edges: dict[int, array[int]] = {}
+    conv: set[int] = set()
     undet: dict[int, int] = {}
     for part_edges, part_conv, part_undet in settled:
         edges.update(part_edges)
@@ -91,12 +92,12 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
     found: dict[str, tuple[int, set[int]]] = {}
     for comp in bottom_components(edges):
         entry = min(comp)
-        if not any(conv[u] for u in comp):
+        if not any(u in conv for u in comp):
             if "convergence" not in found or entry < found["convergence"][0]:
                 found["convergence"] = (entry, comp)
         dead_all = ~0
         for u in comp:
-            dead_all &= undet[u]
+            dead_all &= undet.get(u, 0)
         if dead_all and ("detection-bound" not in found or entry < found["detection-bound"][0]):
             found["detection-bound"] = (entry, comp)
     out = []
@@ -132,7 +133,7 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
     return out
 
 
-def bottom_components(edges: dict[int, list[int]]) -> Iterator[set[int]]:
+def bottom_components(edges: Mapping[int, Sequence[int]]) -> Iterator[set[int]]:
     """The strongly connected components no edge leaves (none reaches a state outside ``edges``).
 
     Tarjan's algorithm, iteratively, on the integer graph as it is: building a networkx
