@@ -19,7 +19,7 @@ from typing import Any
 
 from sims.check.pools import Pool
 
-__all__ = ["Exploration", "Progress", "explore"]
+__all__ = ["Exploration", "Progress", "explore", "peak_mb"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Progress:
     frontier: int
     seconds: float
     memory_mb: float
+    #: "search" while levels are explored; "liveness" once the settled graph is being judged
+    phase: str = "search"
 
     @property
     def rate(self) -> float:
@@ -51,7 +53,8 @@ class Exploration:
     spared: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-def _rss_mb() -> float:
+def peak_mb() -> float:
+    """This process's peak resident memory, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -98,7 +101,7 @@ def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
             ex.incomplete = f"state bound {max_states:,} reached"
             break
         if progress is not None:
-            progress(Progress(ex.states, ex.depth, frontier, time.perf_counter() - started, _rss_mb()))
+            progress(Progress(ex.states, ex.depth, frontier, time.perf_counter() - started, peak_mb()))
     return ex
 
 
@@ -108,5 +111,5 @@ def gather_memory(pool: Pool) -> dict[str, Any]:
     stored = sum(p["stored_bytes"] for p in parts)
     states = sum(p["stored_states"] for p in parts)
     worker_peaks = [round(p["peak_kb"] / 1024, 1) for p in parts]
-    return {"peak_memory_mb": round(_rss_mb(), 1), "worker_peak_memory_mb": worker_peaks,
+    return {"peak_memory_mb": round(peak_mb(), 1), "worker_peak_memory_mb": worker_peaks,
             "bytes_per_state": round(stored / states, 1) if states else 0.0}

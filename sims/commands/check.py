@@ -166,15 +166,19 @@ class ProgressLine:
         self.shown = False
 
     def __call__(self, p: Progress) -> None:
-        """Show where the search is (throttled)."""
+        """Show where the search is (throttled; a new phase is always shown)."""
         if self.mode == "never" or (self.mode == "auto" and not self.tty and p.seconds < 10):
             return
         every = 0.5 if self.tty else 10.0
-        if p.seconds - self.last < every and self.shown:
+        if p.phase == "search" and p.seconds - self.last < every and self.shown:
             return
         self.last = p.seconds
-        text = (f"  {p.states:,} states, depth {p.depth}, frontier {p.frontier:,}, "
-                f"{p.rate:,.0f} states/s, {p.memory_mb:,.0f} MB, {p.seconds:,.0f} s")
+        if p.phase == "liveness":
+            text = (f"  {p.states:,} states searched in {p.seconds:,.0f} s; judging liveness "
+                    f"on the settled graph, {p.memory_mb:,.0f} MB")
+        else:
+            text = (f"  {p.states:,} states, depth {p.depth}, frontier {p.frontier:,}, "
+                    f"{p.rate:,.0f} states/s, {p.memory_mb:,.0f} MB, {p.seconds:,.0f} s")
         if self.tty:
             print("\r" + text.ljust(78), end="", file=sys.stderr, flush=True)
         else:

@@ -13,7 +13,7 @@ import pytest
 from model.fixes import FIXES, Fixes, Teeth, teeth
 from model.invariants import violations
 from model.world import WorldConfig, enabled, initial
-from sims.check import check, replay
+from sims.check import Progress, check, replay
 
 #: Each fix's teeth from FixInfo: the fix off (with the fixes that mask its bug), the world
 #: that shows its bug, the invariants the fix protects.
@@ -170,6 +170,28 @@ def test_cli_json_is_one_object_with_the_documented_keys() -> None:
     assert {"cpu_seconds", "peak_memory_mb", "bytes_per_state", "reductions"} <= set(data["stats"])
     assert data["complete"] is True and data["violations"] == []
     assert set(data["invariants"].values()) == {"holds"}
+
+
+def test_progress_names_the_liveness_phase() -> None:
+    """After the last level, the progress callback hears that liveness is being judged."""
+    seen: list[Progress] = []
+    result = check(WorldConfig(events=1, faults=0), progress=seen.append)
+    assert result.complete
+    assert [p.phase for p in seen][-1] == "liveness"
+    assert seen[-1].states == result.states
+    assert all(p.phase == "search" for p in seen[:-1])
+    seen.clear()
+    check(WorldConfig(events=1, faults=0), progress=seen.append, liveness=False)
+    assert "liveness" not in {p.phase for p in seen}
+
+
+def test_cli_progress_line_goes_to_stderr_with_the_liveness_phase() -> None:
+    """`--progress always` writes the search lines and the liveness line on stderr only."""
+    proc = _sselab("check", "--json", "--events", "1", "--faults", "0", "--progress", "always")
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)  # stdout stays one JSON object
+    assert re.search(r"states, depth \d+, frontier", proc.stderr)
+    assert re.search(r"[\d,]+ states searched in \d+ s; judging liveness", proc.stderr)
 
 
 def test_cli_without_a_fix_exits_1_with_a_counterexample(tmp_path: object) -> None:
