@@ -27,13 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from model.world_shell import DETACHED, FansOut, Pieces
+from model.world_shell import DETACHED, ID_CAP, FansOut, Pieces, keep
 from model.world_state import Arg, ClientSlot, Db, Fed, Kind, Replica, State, Transition, WorldConfig
 
 __all__ = ["ID_CAP", "ActorEnabler", "ClientMove", "Memo", "ReplicaMove", "remember"]
-
-#: identity entries a table keeps before it starts afresh (each holds its objects alive)
-ID_CAP = 1 << 16
 
 #: The moves of one actor (a client or a replica, by index) in a state.
 ActorEnabler = Callable[[WorldConfig, State, int], Iterator[Transition]]
@@ -47,9 +44,7 @@ V = TypeVar("V")
 
 def remember(table: dict[int, tuple[Any, V]], obj: object, value: V) -> V:
     """Keep ``value`` for ``obj`` in an identity table (holding ``obj``); return it."""
-    if len(table) > ID_CAP:
-        table.clear()
-    table[id(obj)] = (obj, value)
+    keep(table, id(obj), (obj, value))
     return value
 
 
@@ -119,9 +114,7 @@ class Memo:
                     rmoves = known_replicas[rkey]
                 else:
                     rmoves = known_replicas[rkey] = _replica_moves(cfg, s, r, replica_own)
-                if len(replicas_by_id) > ID_CAP:
-                    replicas_by_id.clear()
-                replicas_by_id[rfast] = (rep, db, rmoves)
+                keep(replicas_by_id, rfast, (rep, db, rmoves))
             if rmoves is None:
                 for replica_enabler in replica_own:
                     out.extend(replica_enabler(cfg, s, r))
@@ -143,9 +136,7 @@ class Memo:
                     found = known_clients[key] = _client_moves(
                         cfg, s, i, asleep_own if slot.asleep else awake_own)
                 moves = found
-                if len(by_id) > ID_CAP:
-                    by_id.clear()
-                by_id[fast] = (slot, db, moves)
+                keep(by_id, fast, (slot, db, moves))
             for kind, variant, args, feeds, new, spent, over in moves:
                 after = (*clients[:i], new, *clients[i + 1:])
                 out.append(new_tuple(Transition, (kind, i, variant, args, feeds, new_tuple(

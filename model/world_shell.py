@@ -39,12 +39,19 @@ from model.world_state import (
     WorldConfig,
 )
 
-__all__ = ["DETACHED", "Ctx", "FansOut", "Pieces", "bit", "close_stream", "feed_client",
-           "feed_replica_sessions", "feed_session", "feed_subscriber", "machine_configs",
-           "on_client", "on_replica", "set_stream", "ticks"]
+__all__ = ["DETACHED", "ID_CAP", "Ctx", "FansOut", "Pieces", "bit", "close_stream",
+           "feed_client", "feed_replica_sessions", "feed_session", "feed_subscriber", "keep",
+           "machine_configs", "on_client", "on_replica", "set_stream", "ticks"]
 
 #: identity entries a table keeps before it starts afresh (each holds its objects alive)
-PIECE_CAP = 1 << 16
+ID_CAP = 1 << 16
+
+
+def keep(table: dict[Any, Any], key: Any, entry: Any) -> None:
+    """Put ``entry`` at ``key`` in an identity table, starting it afresh past :data:`ID_CAP`."""
+    if len(table) > ID_CAP:
+        table.clear()
+    table[key] = entry
 
 
 def ticks(at: float) -> int:
@@ -156,9 +163,7 @@ def on_client(ctx: Ctx, piece: ClientPiece, i: int, *args: Any) -> None:
     else:
         ctx.clients[i] = known[0]
         ctx.feeds.extend(known[1])
-    if len(by_id) > PIECE_CAP:
-        by_id.clear()
-    by_id[fast] = (slot, db, known[0], known[1])
+    keep(by_id, fast, (slot, db, known[0], known[1]))
 
 
 #: A part of a move that reads only the config, replica r, the database and its arguments,
@@ -199,9 +204,7 @@ def on_replica(ctx: Ctx, piece: ReplicaPiece, r: int, *args: Any) -> None:
                 ctx.replicas[r] = rep
                 del ctx.feeds[mark:]
             pieces.replicas[key] = known
-        if len(pieces.replicas_by_id) > PIECE_CAP:
-            pieces.replicas_by_id.clear()
-        pieces.replicas_by_id[fast] = (rep, db, known)
+        keep(pieces.replicas_by_id, fast, (rep, db, known))
     if known is None:
         piece(ctx, r, *args)
         return

@@ -91,8 +91,7 @@ from sims.check.canon import Canon
 from sims.check.coverage import summarize
 from sims.check.pools import open_pool
 from sims.check.result import CheckResult, Step, Violation
-from sims.check.search import Progress, explore, gather_memory
-from sims.check.search import peak_mb as _peak_mb
+from sims.check.search import Progress, explore, gather_memory, peak_mb
 from sims.check.trace import liveness_violations, path_fps, path_to, replay, steps_of
 
 __all__ = ["CheckResult", "Progress", "Step", "Violation", "check", "replay"]
@@ -162,7 +161,7 @@ def check(
         if liveness and ex.incomplete is None:
             if progress is not None:  # the search is over; judging its settled graph can take long
                 progress(Progress(ex.states, ex.depth, 0, time.perf_counter() - started,
-                                  _peak_mb(), phase="liveness"))
+                                  peak_mb(), phase="liveness"))
             settled = pool.map("settled", [()] * pool.size)
             found.extend(liveness_violations(config, canon, pool, ex.root, settled,
                                              {v.invariant for v in found}))

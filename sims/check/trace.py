@@ -112,9 +112,10 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         # The component in fingerprint order, each node's edges in the order the world
         # listed them (the same state is expanded whatever N): networkx's choice of a
         # shortest cycle then depends only on the graph.
+        nodes = sorted(comp)
         sub: Any = nx.DiGraph()
-        sub.add_nodes_from(sorted(comp))
-        sub.add_edges_from((u, v) for u in sorted(comp) for v in edges[u])
+        sub.add_nodes_from(nodes)
+        sub.add_edges_from((u, v) for u in nodes for v in edges[u])
         best: list[int] | None = None
         for succ in sorted(sub.successors(entry)):
             path = nx.shortest_path(sub, succ, entry)
