@@ -103,6 +103,7 @@ def check(
     symmetry: bool = True,
     client_symmetry: bool = True,
     replica_symmetry: bool = True,
+    dead_fields: bool = True,
     reduction: bool = True,
     max_states: int = 3_000_000,
     max_depth: int = 10_000,
@@ -120,7 +121,8 @@ def check(
     ``stop_at_first`` ends the search after the BFS layer with the first violation
     (the result is then incomplete for the other invariants); ``only`` judges just
     those safety invariants (liveness is still judged unless ``liveness=False``).
-    ``reduction=False`` turns every reduction off (today: client and replica symmetry);
+    ``reduction=False`` turns every reduction off (client and replica symmetry, dead
+    fields; ``dead_fields=False`` only the last);
     ``workers`` runs that many partitions in processes, ``scheduler`` (an address or a
     ``distributed.Client``) as Dask actors; ``profile=N`` keeps cProfile's top N;
     ``coverage`` records the transition kinds and machine (state, input) pairs taken.
@@ -135,6 +137,7 @@ def check(
     sym = symmetry and reduction
     options: dict[str, Any] = {
         "client_symmetry": sym and client_symmetry, "replica_symmetry": sym and replica_symmetry,
+        "dead_fields": reduction and dead_fields,
         "liveness": liveness, "coverage": coverage,
         "only": sorted(only) if only is not None else None,
     }
@@ -150,7 +153,7 @@ def check(
         ex = explore(pool, max_states=max_states, max_depth=max_depth, stop_at_first=stop_at_first,
                      progress=progress)
         canon = Canon(config, clients=options["client_symmetry"],
-                      replicas=options["replica_symmetry"])
+                      replicas=options["replica_symmetry"], dead=options["dead_fields"])
         found: list[Violation] = []
         start = initial(config)
         for name in SAFETY:
@@ -184,6 +187,7 @@ def check(
         "reductions": {
             "client_symmetry": options["client_symmetry"] and config.clients > 1,
             "replica_symmetry": options["replica_symmetry"] and config.replicas > 1,
+            "dead_fields": options["dead_fields"],
         },
     }
     if coverage:

@@ -31,6 +31,13 @@ Rules.
   orbit: two states that differ only by numbering get the same fingerprint.
   A field that holds a *client* index would need the same treatment; none
   exists today.
+* **Dead fields.** A few fields the world carries are never read by a move, a
+  machine step or an invariant, or are read only up to a renaming; two states that
+  differ only there have the same futures and the same verdicts, so they get one
+  fingerprint (``dead=False`` keeps them apart). :func:`forget_replica` and
+  :func:`forget_slot` say which and why; ``tests/check/test_reductions.py`` checks
+  on every reached state of several worlds that forgetting commutes with every
+  move and keeps every invariant's verdict.
 * **Identity first.** A successor shares most of its parts with its parent (and
   the world's memo hands out the same slot objects again), so each part's code
   is looked up by object identity before it is hashed by value.
@@ -46,10 +53,11 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from model.backoff import Kind as BackoffKind
 from model.memo import remember
-from model.world import State, WorldConfig
+from model.world import ClientSlot, Replica, State, WorldConfig
 
-__all__ = ["Canon", "encode", "key_code", "stable_str"]
+__all__ = ["Canon", "encode", "forget_replica", "forget_slot", "key_code", "stable_str"]
 
 _NONE = -0x5EED_0000_0000_0001  #: None's code, unlike any small int the world uses
 Perm = tuple[int, ...]  #: old replica index -> new replica index
@@ -132,12 +140,50 @@ def key_code(key: Any) -> int:
     return code
 
 
-class Canon:
-    """Fingerprints of one world's states, with or without client and replica symmetry."""
+def forget_replica(rep: Replica, token_space: int) -> Replica:
+    """The replica with its dead fields forgotten: what no move or invariant can tell apart.
 
-    def __init__(self, config: WorldConfig, *, clients: bool = True, replicas: bool = True) -> None:
+    * ``subscriber.last_ok_at`` (when a sentinel last came back) is read only by the
+      health view, never by a step: it becomes ``None``.
+    * Sentinel tokens are compared only for equality and drawn as ``(token + 1) mod
+      token_space``, so turning every token of one replica (the last one used, the
+      one awaited and those in its Redis queue) by the same amount is a renaming that
+      commutes with every step: they are turned until the last one used is 0.
+    """
+    sub = rep.subscriber
+    shift = sub.token
+    if shift:
+        out = sub.outstanding
+        sub = sub._replace(token=0, outstanding=None if out is None else (out - shift) % token_space)
+        rep = rep._replace(queue=tuple(m if m > 0 else -((-m - shift) % token_space)
+                                       for m in rep.queue))
+    if sub.last_ok_at is not None:
+        sub = sub._replace(last_ok_at=None)
+    return rep._replace(subscriber=sub) if sub is not rep.subscriber else rep
+
+
+def forget_slot(slot: ClientSlot) -> ClientSlot:
+    """The client slot with its dead fields forgotten (for a world with exponential backoff).
+
+    ``machine.last_delay`` (the previous backoff delay) is read only by decorrelated and
+    "retry" policies; the world's clients back off exponentially, so it becomes 0.
+    """
+    m = slot.machine
+    return slot._replace(machine=m._replace(last_delay=0.0)) if m.last_delay else slot
+
+
+class Canon:
+    """Fingerprints of one world's states, with or without symmetry and dead fields."""
+
+    def __init__(self, config: WorldConfig, *, clients: bool = True, replicas: bool = True,
+                 dead: bool = True) -> None:
         self.client_symmetry = clients and config.clients > 1
         self.replica_symmetry = replicas and config.replicas > 1
+        self.dead_fields = dead
+        policy = config.client.policy
+        self._forget_delay = (dead and policy.custom is None
+                              and policy.kind is BackoffKind.EXPONENTIAL)
+        self._tokens = config.subscriber.token_space
         n = config.replicas
         ident = tuple(range(n))
         self.perms: list[Perm] = (list(itertools.permutations(range(n))) if self.replica_symmetry
@@ -166,7 +212,8 @@ class Canon:
             return hit[1]
         code = self._clients.get((slot, perm))
         if code is None:
-            code = self._clients[(slot, perm)] = hash(encode(slot, perm))
+            code = self._clients[(slot, perm)] = hash(encode(
+                forget_slot(slot) if self._forget_delay else slot, perm))
         return remember(seen, slot, code)
 
     def _replica(self, rep: Any) -> int:
@@ -176,7 +223,8 @@ class Canon:
             return hit[1]
         code = self._replicas.get(rep)
         if code is None:
-            code = self._replicas[rep] = hash(encode(rep, ()))
+            code = self._replicas[rep] = hash(encode(
+                forget_replica(rep, self._tokens) if self.dead_fields else rep, ()))
         return remember(self._replica_ids, rep, code)
 
     def _rest_code(self, s: State) -> int:

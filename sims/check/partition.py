@@ -57,7 +57,8 @@ class Partition:
         self.count = count
         self.config = config
         self.canon = Canon(config, clients=options.get("client_symmetry", True),
-                           replicas=options.get("replica_symmetry", True))
+                           replicas=options.get("replica_symmetry", True),
+                           dead=options.get("dead_fields", True))
         self.coverage: set[tuple[str, ...]] | None = set() if options.get("coverage") else None
         self.liveness: bool = options.get("liveness", True)
         only = options.get("only")

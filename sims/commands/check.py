@@ -48,8 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="do not merge states that differ only by which client is which")
     p.add_argument("--no-replica-symmetry", action="store_true",
                    help="do not merge states that differ only by which replica is which")
+    p.add_argument("--no-dead-fields", action="store_true",
+                   help="do not merge states that differ only in fields no step or invariant "
+                   "reads (a sentinel's last return, the previous backoff delay) or in the "
+                   "numbering of sentinel tokens")
     p.add_argument("--no-reduction", action="store_true",
-                   help="no reduction at all (today: client and replica symmetry): the plain search")
+                   help="no reduction at all (client and replica symmetry, dead fields): "
+                   "the plain search")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="search in this many processes, hash-partitioned (%(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -102,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         result = check(config, symmetry=not args.no_symmetry,
                        client_symmetry=not args.no_client_symmetry,
                        replica_symmetry=not args.no_replica_symmetry,
+                       dead_fields=not args.no_dead_fields,
                        reduction=not args.no_reduction, max_states=args.max_states,
                        max_depth=args.max_depth, liveness=not args.no_liveness,
                        stop_at_first=args.stop_at_first, only=args.only, workers=args.workers,
@@ -221,7 +227,8 @@ def format_result(result: CheckResult) -> str:
 def _reductions(result: CheckResult) -> str:
     red = result.stats.get("reductions", {})
     on = [name for name, key in (("client symmetry", "client_symmetry"),
-                                 ("replica symmetry", "replica_symmetry")) if red.get(key)]
+                                 ("replica symmetry", "replica_symmetry"),
+                                 ("dead fields", "dead_fields")) if red.get(key)]
     return "   reductions: " + (", ".join(on) if on else "none")
 
 

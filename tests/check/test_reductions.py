@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
 from model.fixes import Fixes
-from model.invariants import violations
-from model.world import WorldConfig, enabled, initial
+from model.invariants import converged, undetected, violations
+from model.world import Memo, State, WorldConfig, enabled, flatten, initial
 from sims.check import check, replay
-from sims.check.canon import Canon
+from sims.check.canon import Canon, forget_replica, forget_slot
 from sims.check.simulate import reproduces, simulate
 
 SMALL = [
@@ -63,3 +64,123 @@ def test_swarm_walks_find_and_shrink_the_heartbeat_race() -> None:
     for drop in range(len(keys)):  # 1-minimal: no single step can go
         assert reproduces(config, keys[:drop] + keys[drop + 1:], "bounded-counter") is None
     assert "timer" in {k.split("/")[0] for k in result.coverage["kinds"]}
+
+
+def _forget(config: WorldConfig, s: State) -> State:
+    """Every slot and replica with its dead fields forgotten, as the canonical encoding does."""
+    tokens = config.subscriber.token_space
+    return s._replace(clients=tuple(forget_slot(c) for c in s.clients),
+                      replicas=tuple(forget_replica(r, tokens) for r in s.replicas))
+
+
+def _reached(config: WorldConfig, memo: Memo) -> list[State]:
+    seen = {initial(config)}
+    frontier = list(seen)
+    while frontier:
+        nxt = []
+        for s in frontier:
+            if violations(config, s):
+                continue  # as the checker: a broken counter would grow without end
+            for t in enabled(config, s, memo):
+                if t.state not in seen:
+                    seen.add(t.state)
+                    nxt.append(t.state)
+        frontier = nxt
+    return list(seen)
+
+
+#: worlds where sentinels go round (tokens turn), links die, backoff waits differ and fixes
+#: are off; each small enough to enumerate whole
+FORGET_WORLDS = [
+    WorldConfig(events=1, faults=1),
+    WorldConfig(events=0, faults=1, fixes=Fixes.all().without("F4")),
+    WorldConfig(events=0, faults=1, fixes=Fixes.all().without("F3")),
+    WorldConfig(replicas=2, events=0, faults=1, without_faults=("network.stall", "clients.sleep")),
+]
+
+
+Forget = Callable[[WorldConfig, State], State]
+
+
+def _forgetting_breaks(config: WorldConfig, forget: Forget) -> str | None:
+    """Where forgetting is not a bisimulation in ``config``'s world: a reason, or None."""
+    canon = Canon(config, clients=False, replicas=False, dead=False)
+    memo = Memo()
+    states = _reached(config, memo)
+    fp = canon.fingerprint
+
+    def moves(s: State) -> list[tuple[str, int, int]]:
+        return sorted((t.kind.value, t.actor, fp(forget(config, t.state)))
+                      for t in enabled(config, s, memo))
+
+    forgot = 0
+    for s in states:
+        f = forget(config, s)
+        if f == s:
+            continue
+        forgot += 1
+        if violations(config, f) != violations(config, s):
+            return f"verdicts differ in {flatten(config, s)}"
+        if any(converged(config, f, i) != converged(config, s, i) for i in range(config.clients)):
+            return f"convergence differs in {flatten(config, s)}"
+        if any(undetected(config, f, r) != undetected(config, s, r)
+               for r in range(config.replicas)):
+            return f"detection differs in {flatten(config, s)}"
+        if moves(f) != moves(s):
+            return f"the moves differ from {flatten(config, s)}"
+    if forgot <= len(states) // 4:  # the fields must vary, or the check says nothing
+        return f"only {forgot} of {len(states)} states have anything to forget"
+    return None
+
+
+@pytest.mark.parametrize("config", FORGET_WORLDS, ids=["1x1", "F4-off", "F3-off", "2-replicas"])
+def test_forgotten_fields_are_dead(config: WorldConfig) -> None:
+    """Forgetting dead fields commutes with every move and keeps every verdict, in every state.
+
+    That makes "same fingerprint" a bisimulation: a state and its forgotten form have the
+    same moves (by kind and actor) to states that are again the same once forgotten, and the
+    same safety and liveness judgements, so the quotient keeps every verdict and every
+    shortest counterexample's length.
+    """
+    assert _forgetting_breaks(config, _forget) is None
+    canon, plain = Canon(config), Canon(config, dead=False)
+    s = initial(config)
+    assert canon.fingerprint(s) == plain.fingerprint(_forget(config, s))
+
+
+def _forget_outstanding(config: WorldConfig, s: State) -> State:
+    f = _forget(config, s)
+    return f._replace(replicas=tuple(r._replace(subscriber=r.subscriber._replace(outstanding=None))
+                                     for r in f.replicas))
+
+
+def _turn_without_queue(config: WorldConfig, s: State) -> State:
+    f = _forget(config, s)
+    return f._replace(replicas=tuple(r._replace(queue=o.queue) for r, o in zip(f.replicas, s.replicas,
+                                                                               strict=True)))
+
+
+def _forget_backoff_timer(config: WorldConfig, s: State) -> State:
+    f = _forget(config, s)
+    return f._replace(clients=tuple(c._replace(backoff_left=-1) for c in f.clients))
+
+
+@pytest.mark.parametrize("mutant", [_forget_outstanding, _turn_without_queue, _forget_backoff_timer],
+                         ids=["outstanding", "tokens-not-in-queue", "backoff-timer"])
+def test_the_dead_field_check_catches_a_live_field(mutant: Forget) -> None:
+    """Forgetting a field that is read (or turning tokens in one place only) is caught."""
+    assert _forgetting_breaks(WorldConfig(events=1, faults=1), mutant) is not None
+
+
+def test_dead_fields_only_shrink_the_count_and_keep_every_verdict() -> None:
+    """With and without dead fields (symmetry on in both): same verdicts and counterexample lengths."""
+    for config in (WorldConfig(events=0, faults=1, fixes=Fixes.all().without("F4")),
+                   WorldConfig(replicas=2, events=0, faults=1, without_faults=("network.stall",
+                                                                              "clients.sleep"))):
+        reduced = check(config)
+        plain = check(config, dead_fields=False)
+        assert reduced.invariants == plain.invariants
+        assert [len(v.steps) for v in reduced.violations] == [len(v.steps) for v in plain.violations]
+        assert reduced.states < plain.states
+        assert reduced.stats["reductions"]["dead_fields"]
+        assert not plain.stats["reductions"]["dead_fields"]
