@@ -55,7 +55,7 @@ from typing import Any
 
 from model.backoff import Kind as BackoffKind
 from model.memo import remember
-from model.world import ClientSlot, Replica, State, WorldConfig
+from model.world import ClientSlot, Replica, State, StreamPhase, WorldConfig
 
 __all__ = ["Canon", "encode", "forget_replica", "forget_slot", "key_code", "stable_str"]
 
@@ -162,14 +162,23 @@ def forget_replica(rep: Replica, token_space: int) -> Replica:
     return rep._replace(subscriber=sub) if sub is not rep.subscriber else rep
 
 
-def forget_slot(slot: ClientSlot) -> ClientSlot:
-    """The client slot with its dead fields forgotten (for a world with exponential backoff).
+def forget_slot(slot: ClientSlot, delay: bool = True) -> ClientSlot:
+    """The client slot with its dead fields forgotten.
 
-    ``machine.last_delay`` (the previous backoff delay) is read only by decorrelated and
-    "retry" policies; the world's clients back off exponentially, so it becomes 0.
+    * ``machine.last_delay`` (the previous backoff delay) is read only by decorrelated
+      and "retry" policies; with ``delay`` (the world's clients back off exponentially)
+      it becomes 0.
+    * A stalled stream's ``last_sent``: its session is gone and nothing is written on it
+      again, so the last id sent is never compared with another; it becomes 0.
     """
     m = slot.machine
-    return slot._replace(machine=m._replace(last_delay=0.0)) if m.last_delay else slot
+    if delay and m.last_delay:
+        slot = slot._replace(machine=m._replace(last_delay=0.0))
+    if any(st.phase is StreamPhase.STALLED and st.last_sent for st in slot.streams):
+        slot = slot._replace(streams=tuple(
+            st._replace(last_sent=0) if st.phase is StreamPhase.STALLED else st
+            for st in slot.streams))
+    return slot
 
 
 class Canon:
@@ -181,8 +190,7 @@ class Canon:
         self.replica_symmetry = replicas and config.replicas > 1
         self.dead_fields = dead
         policy = config.client.policy
-        self._forget_delay = (dead and policy.custom is None
-                              and policy.kind is BackoffKind.EXPONENTIAL)
+        self._forget_delay = policy.custom is None and policy.kind is BackoffKind.EXPONENTIAL
         self._tokens = config.subscriber.token_space
         n = config.replicas
         ident = tuple(range(n))
@@ -203,6 +211,13 @@ class Canon:
         #: the same codes by object identity (a successor shares most parts with its parent)
         self._client_ids: dict[Perm, dict[int, tuple[Any, int]]] = {p: {} for p in self.perms}
         self._replica_ids: dict[int, tuple[Any, int]] = {}
+        #: the last replicas' and clients' tuples fingerprinted, and their codes
+        self._last_reps: tuple[Any, ...] | None = None
+        self._last_codes: list[int] = []
+        self._last_slots: tuple[Any, ...] | None = None
+        self._last_clients: list[int] = []
+        self._last_rest: tuple[Any, ...] = (None,) * (len(fields) - 2)
+        self._last_rest_code = 0
 
     def _client(self, slot: Any, perm: Perm) -> int:
         """Client slot's code with replicas renamed by ``perm``: by identity, then by value."""
@@ -213,7 +228,7 @@ class Canon:
         code = self._clients.get((slot, perm))
         if code is None:
             code = self._clients[(slot, perm)] = hash(encode(
-                forget_slot(slot) if self._forget_delay else slot, perm))
+                forget_slot(slot, self._forget_delay) if self.dead_fields else slot, perm))
         return remember(seen, slot, code)
 
     def _replica(self, rep: Any) -> int:
@@ -229,31 +244,45 @@ class Canon:
 
     def _rest_code(self, s: State) -> int:
         rest = self._rest_of(s)
+        if rest == self._last_rest:  # most often the very parts of the last one (compared by identity)
+            return self._last_rest_code
         code = self._rest.get(rest)
         if code is None:
             code = self._rest[rest] = hash(encode(rest, ()))
+        self._last_rest, self._last_rest_code = rest, code
         return code
 
     def fingerprint(self, s: State) -> int:
         """The state's 64-bit fingerprint (equal for states equal up to the symmetries on)."""
+        # Successors of one state come one after another and share most parts with it (a
+        # client's move keeps the replicas' tuple, a replica's the clients'): the last
+        # tuple's codes are kept and reused when the same object comes again.
         rest = self._rest_code(s)
         reps: tuple[Any, ...] = s[self._at_replicas]  # type: ignore[assignment]
         slots: tuple[Any, ...] = s[self._at_clients]  # type: ignore[assignment]
-        rids = self._replica_ids
-        codes: list[int] = []
-        for rep in reps:
-            hit = rids.get(id(rep))
-            codes.append(hit[1] if hit is not None and hit[0] is rep else self._replica(rep))
+        if reps is self._last_reps:
+            codes = self._last_codes
+        else:
+            rids = self._replica_ids
+            codes = []
+            for rep in reps:
+                hit = rids.get(id(rep))
+                codes.append(hit[1] if hit is not None and hit[0] is rep else self._replica(rep))
+            self._last_reps, self._last_codes = reps, codes
         if not self.replica_symmetry:
-            ident = self._ident
-            cids = self._client_ids[ident]
-            clients: list[int] = []
-            for slot in slots:
-                got = cids.get(id(slot))
-                clients.append(got[1] if got is not None and got[0] is slot
-                               else self._client(slot, ident))
-            if self.client_symmetry:
-                clients.sort()
+            if slots is self._last_slots:
+                clients = self._last_clients
+            else:
+                ident = self._ident
+                cids = self._client_ids[ident]
+                clients = []
+                for slot in slots:
+                    got = cids.get(id(slot))
+                    clients.append(got[1] if got is not None and got[0] is slot
+                                   else self._client(slot, ident))
+                if self.client_symmetry:
+                    clients.sort()
+                self._last_slots, self._last_clients = slots, clients
             return hash((rest, *codes, -1, *clients))
         # Replica symmetry: put the replicas in the order of their codes; only replicas with
         # equal codes leave a choice, and of those permutations the smallest clients win.

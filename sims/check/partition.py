@@ -38,11 +38,19 @@ from model.world import Kind, Memo, State, Transition, WorldConfig, enabled, ini
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 
-__all__ = ["LevelReport", "Partition"]
+__all__ = ["LevelReport", "Partition", "SettledPart"]
 
 #: what expand() returns: candidates per owner (fingerprint, parent fingerprint, ... flat, so
 #: they pickle as bytes), transitions taken, states judged violating, what reductions spared
 LevelReport = tuple[list["array[int]"], int, dict[str, int], dict[str, int]]
+
+
+#: what a partition hands over of its settled states (:meth:`Partition.settled`): their
+#: fingerprints, where each one's successors end in the next array, the successors, the
+#: converged ones, and those with a dead, undetected link with their masks; flat arrays
+#: pickle as bytes (a dict of millions of arrays took seconds each way)
+SettledPart = tuple["array[int]", "array[int]", "array[int]", "array[int]", "array[int]",
+                    "array[int]"]
 
 
 #: the kinds that keep a state from being settled: a fault, or a publisher's step
@@ -66,9 +74,15 @@ class Partition:
         self.parent: dict[int, int] = {}  #: owned fingerprint -> its parent's (itself at the root)
         self.frontier: list[tuple[int, State]] = []
         self.pending: dict[int, tuple[int, Transition]] = {}  #: candidate -> (parent, move)
-        self.edges: dict[int, array[int]] = {}  #: settled state -> its successors
-        self.conv: set[int] = set()  #: settled states where every client has converged
-        self.undet: dict[int, int] = {}  #: settled states with a dead, undetected link: which
+        #: the settled states (flat: 8 bytes a state or an edge): each one, where its
+        #: successors end in ``edge_targets``, and those successors
+        self.edge_keys: array[int] = array("q")
+        self.edge_ends: array[int] = array("q")
+        self.edge_targets: array[int] = array("q")
+        self.conv: array[int] = array("q")  #: settled states where every client has converged
+        #: settled states with a dead, undetected link, and which (a mask)
+        self.undet_keys: array[int] = array("q")
+        self.undet_masks: array[int] = array("q")
         self.memo = Memo()  #: each client's and replica's own moves (model.world.enabled)
         self._parts: dict[Any, Any] = {}  #: each client slot, replica, db, pubs seen: itself
 
@@ -123,14 +137,17 @@ class Partition:
                     # the frontier is in fingerprint order, so only a sibling can win a tie
                     pending[nfp] = (fp, t)
             if settled:
-                self.edges[fp] = array("q", outs)  # 8 bytes an edge, not a list of big ints
+                self.edge_keys.append(fp)
+                self.edge_targets.extend(outs)
+                self.edge_ends.append(len(self.edge_targets))
                 if all(converged(cfg, state, i) for i in clients):
-                    self.conv.add(fp)
+                    self.conv.append(fp)
                 mask = sum(1 << r for r in replicas if undetected(cfg, state, r))
                 if mask:
                     # Under replica symmetry a representative's replica numbering is arbitrary:
                     # judge "some replica undetected" (sound: see the essay, Liveness).
-                    self.undet[fp] = 1 if sym_replicas else mask
+                    self.undet_keys.append(fp)
+                    self.undet_masks.append(1 if sym_replicas else mask)
         self.frontier = []
         out: list[array[int]] = [array("q") for _ in range(count)]
         if count == 1:  # its own owner: every pending state is new, and wins
@@ -222,9 +239,10 @@ class Partition:
         """The parent fingerprint of each owned fingerprint (None when not owned)."""
         return [self.parent.get(fp) for fp in fps]
 
-    def settled(self) -> tuple[dict[int, array[int]], set[int], dict[int, int]]:
-        """The settled part of the graph this partition expanded: edges, converged, undetected."""
-        return self.edges, self.conv, self.undet
+    def settled(self) -> SettledPart:
+        """The settled part of the graph this partition expanded (see ``SettledPart``)."""
+        return (self.edge_keys, self.edge_ends, self.edge_targets, self.conv, self.undet_keys,
+                self.undet_masks)
 
     def memory(self) -> dict[str, int]:
         """Peak resident memory of this process and the bytes its stored states take."""

@@ -20,6 +20,7 @@ import networkx as nx
 from model.invariants import LIVENESS
 from model.world import State, Transition, WorldConfig, enabled, flatten, initial
 from sims.check.canon import Canon, key_code
+from sims.check.partition import SettledPart
 from sims.check.pools import Pool
 from sims.check.result import Key, Step, Violation
 
@@ -78,25 +79,49 @@ def steps_of(config: WorldConfig, start: State, path: Sequence[Transition]) -> l
     return steps
 
 
+class SettledGraph:
+    """The settled states of every partition, numbered densely, their edges in flat arrays."""
+
+    def __init__(self, parts: Sequence[SettledPart]) -> None:
+        self.fps: array[int] = array("q")  #: dense index -> fingerprint
+        index: dict[int, int] = {}
+        for keys, *_ in parts:
+            for fp in keys:
+                index[fp] = len(index)
+            self.fps.extend(keys)
+        self.index = index
+        #: successors of node u: targets[starts[u]:starts[u + 1]], -1 for a state not settled
+        self.starts: array[int] = array("q", [0])
+        self.targets: array[int] = array("q")
+        self.conv: set[int] = set()  #: dense indices of converged states
+        self.undet: dict[int, int] = {}  #: dense index -> undetected replicas mask
+        get = index.get
+        for _keys, ends, targets, conv, undet_keys, undet_masks in parts:
+            base = self.starts[-1]
+            self.starts.extend(base + e for e in ends)
+            self.targets.extend(get(v, -1) for v in targets)
+            self.conv.update(index[fp] for fp in conv)
+            self.undet.update((index[fp], m) for fp, m in zip(undet_keys, undet_masks, strict=True))
+
+    def successors(self, u: int) -> array[int]:
+        """Node u's successors (dense; -1 where one is not settled)."""
+        return self.targets[self.starts[u]:self.starts[u + 1]]
+
+
 def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int,
-                        settled: list[tuple[dict[int, array[int]], set[int], dict[int, int]]],
-                        already: set[str]) -> list[Violation]:
+                        settled: Sequence[SettledPart], already: set[str]) -> list[Violation]:
     """Bottom components of the settled graph where clients never converge or a death stays unseen."""
-    edges: dict[int, array[int]] = {}
-    conv: set[int] = set()
-    undet: dict[int, int] = {}
-    for part_edges, part_conv, part_undet in settled:
-        edges.update(part_edges)
-        conv.update(part_conv)
-        undet.update(part_undet)
+    graph = SettledGraph(settled)
+    fps, conv, undet = graph.fps, graph.conv, graph.undet
     found: dict[str, tuple[int, set[int]]] = {}
-    for comp in bottom_components(edges):
+    for dense in bottom_components_dense(len(fps), graph.starts, graph.targets):
+        comp = {fps[u] for u in dense}
         entry = min(comp)
-        if not any(u in conv for u in comp):
+        if not any(u in conv for u in dense):
             if "convergence" not in found or entry < found["convergence"][0]:
                 found["convergence"] = (entry, comp)
         dead_all = ~0
-        for u in comp:
+        for u in dense:
             dead_all &= undet.get(u, 0)
         if dead_all and ("detection-bound" not in found or entry < found["detection-bound"][0]):
             found["detection-bound"] = (entry, comp)
@@ -115,7 +140,8 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         nodes = sorted(comp)
         sub: Any = nx.DiGraph()
         sub.add_nodes_from(nodes)
-        sub.add_edges_from((u, v) for u in nodes for v in edges[u])
+        sub.add_edges_from((u, fps[v]) for u in nodes
+                           for v in graph.successors(graph.index[u]))
         best: list[int] | None = None
         for succ in sorted(sub.successors(entry)):
             path = nx.shortest_path(sub, succ, entry)
@@ -135,40 +161,58 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
 
 
 def bottom_components(edges: Mapping[int, Sequence[int]]) -> Iterator[set[int]]:
-    """The strongly connected components no edge leaves (none reaches a state outside ``edges``).
+    """The strongly connected components no edge leaves (none reaches a state outside ``edges``)."""
+    nodes = sorted(edges)
+    index = {u: n for n, u in enumerate(nodes)}
+    starts = array("q", [0])
+    targets = array("q")
+    for u in nodes:
+        targets.extend(index.get(v, -1) for v in edges[u])
+        starts.append(len(targets))
+    for comp in bottom_components_dense(len(nodes), starts, targets):
+        yield {nodes[u] for u in comp}
 
-    Tarjan's algorithm, iteratively, on the integer graph as it is: building a networkx
-    graph of every settled state cost more than the search of it (networkx still draws
-    the lasso, on the one component reported).
+
+def bottom_components_dense(n: int, starts: Sequence[int], targets: Sequence[int]
+                            ) -> Iterator[list[int]]:
+    """Bottom components of the graph on nodes 0..n-1 (u's successors: ``targets[starts[u]:
+    starts[u + 1]]``, -1 for a node outside it, which no bottom component may reach).
+
+    Tarjan's algorithm, iteratively, on lists indexed by node: building a networkx graph
+    of every settled state cost more than the search of it (networkx still draws the
+    lasso, on the one component reported).
     """
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    on_stack: set[int] = set()
+    index = [-1] * n
+    low = [0] * n
+    on_stack = bytearray(n)
     stack: list[int] = []
     counter = 0
-    for root in sorted(edges):
-        if root in index:
+    for root in range(n):
+        if index[root] >= 0:
             continue
         index[root] = low[root] = counter
         counter += 1
         stack.append(root)
-        on_stack.add(root)
-        work: list[tuple[int, Iterator[int]]] = [(root, iter(edges[root]))]
+        on_stack[root] = 1
+        work: list[tuple[int, int, int]] = [(root, starts[root], starts[root + 1])]
         while work:
-            u, it = work[-1]
+            u, at, end = work[-1]
             descended = False
-            for v in it:
-                if v not in edges:
+            while at < end:
+                v = targets[at]
+                at += 1
+                if v < 0:
                     continue
-                if v not in index:
+                if index[v] < 0:
+                    work[-1] = (u, at, end)
                     index[v] = low[v] = counter
                     counter += 1
                     stack.append(v)
-                    on_stack.add(v)
-                    work.append((v, iter(edges[v])))
+                    on_stack[v] = 1
+                    work.append((v, starts[v], starts[v + 1]))
                     descended = True
                     break
-                if v in on_stack and index[v] < low[u]:
+                if on_stack[v] and index[v] < low[u]:
                     low[u] = index[v]
             if descended:
                 continue
@@ -178,14 +222,15 @@ def bottom_components(edges: Mapping[int, Sequence[int]]) -> Iterator[set[int]]:
                 if low[u] < low[parent]:
                     low[parent] = low[u]
             if low[u] == index[u]:
-                comp: set[int] = set()
+                comp: list[int] = []
                 while True:
                     w = stack.pop()
-                    on_stack.discard(w)
-                    comp.add(w)
+                    on_stack[w] = 0
+                    comp.append(w)
                     if w == u:
                         break
-                if all(v in comp for w in comp for v in edges[w]):
+                members = set(comp)
+                if all(targets[k] in members for w in comp for k in range(starts[w], starts[w + 1])):
                     yield comp
 
 
