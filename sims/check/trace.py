@@ -86,29 +86,39 @@ class SettledGraph:
     """The settled states of every partition, numbered densely, their edges in flat arrays."""
 
     def __init__(self, parts: Sequence[SettledPart]) -> None:
-        self.fps: array[int] = array("q")  #: dense index -> fingerprint
-        index: dict[int, int] = {}
-        for keys, *_ in parts:
-            for fp in keys:
-                index[fp] = len(index)
-            self.fps.extend(keys)
-        self.index = index
-        #: successors of node u: targets[starts[u]:starts[u + 1]], -1 for a state not settled
-        self.starts: array[int] = array("q", [0])
-        self.targets: array[int] = array("q")
-        self.conv: set[int] = set()  #: dense indices of converged states
-        self.undet: dict[int, int] = {}  #: dense index -> undetected replicas mask
-        get = index.get
-        for _keys, ends, targets, conv, undet_keys, undet_masks in parts:
-            base = self.starts[-1]
-            self.starts.extend(base + e for e in ends)
-            self.targets.extend(get(v, -1) for v in targets)
-            self.conv.update(index[fp] for fp in conv)
-            self.undet.update((index[fp], m) for fp, m in zip(undet_keys, undet_masks, strict=True))
+        def flat(n: int) -> Any:
+            chunks = [np.asarray(part[n], dtype=np.int64) for part in parts]
+            return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
-    def successors(self, u: int) -> array[int]:
+        self.fps = flat(0)  #: dense index -> fingerprint
+        self._order = np.argsort(self.fps, kind="stable")
+        self._sorted = self.fps[self._order]
+        ends = [np.asarray(part[1], dtype=np.int64) for part in parts]
+        offsets = np.cumsum([0] + [len(part[2]) for part in parts])
+        #: successors of node u: targets[starts[u]:starts[u + 1]], -1 for a state not settled
+        self.starts = np.concatenate([np.zeros(1, dtype=np.int64),
+                                      *[e + off for e, off in zip(ends, offsets, strict=False)]])
+        self.targets = self.dense(flat(2))
+        n = len(self.fps)
+        self.conv = np.zeros(n, dtype=bool)  #: converged, by dense index
+        self.conv[self.dense(flat(3))] = True
+        self.undet = np.zeros(n, dtype=np.int64)  #: undetected replicas' mask, by dense index
+        self.undet[self.dense(flat(4))] = flat(5)
+
+    def dense(self, fps: Any) -> Any:
+        """The dense index of each fingerprint (-1 for one not settled)."""
+        if not len(self._sorted):
+            return np.full(len(fps), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, fps), len(self._sorted) - 1)
+        return np.where(self._sorted[pos] == fps, self._order[pos], -1)
+
+    def successors(self, u: int) -> list[int]:
         """Node u's successors (dense; -1 where one is not settled)."""
-        return self.targets[self.starts[u]:self.starts[u + 1]]
+        return [int(v) for v in self.targets[self.starts[u]:self.starts[u + 1]]]
+
+    def index(self, fp: int) -> int:
+        """The dense index of a settled state's fingerprint."""
+        return int(self.dense(np.array([fp], dtype=np.int64))[0])
 
 
 def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int,
@@ -118,15 +128,13 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
     fps, conv, undet = graph.fps, graph.conv, graph.undet
     found: dict[str, tuple[int, set[int]]] = {}
     for dense in bottom_components_dense(len(fps), graph.starts, graph.targets):
-        comp = {fps[u] for u in dense}
+        comp = {int(fps[u]) for u in dense}
         entry = min(comp)
-        if not any(u in conv for u in dense):
+        if not conv[dense].any():
             if "convergence" not in found or entry < found["convergence"][0]:
                 found["convergence"] = (entry, comp)
-        dead_all = ~0
-        for u in dense:
-            dead_all &= undet.get(u, 0)
-        if dead_all and ("detection-bound" not in found or entry < found["detection-bound"][0]):
+        if np.bitwise_and.reduce(undet[dense]) and (
+                "detection-bound" not in found or entry < found["detection-bound"][0]):
             found["detection-bound"] = (entry, comp)
     out = []
     start = initial(config)
@@ -143,8 +151,8 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
         nodes = sorted(comp)
         sub: Any = nx.DiGraph()
         sub.add_nodes_from(nodes)
-        sub.add_edges_from((u, fps[v]) for u in nodes
-                           for v in graph.successors(graph.index[u]))
+        sub.add_edges_from((u, int(fps[v])) for u in nodes
+                           for v in graph.successors(graph.index(u)) if v >= 0)
         best: list[int] | None = None
         for succ in sorted(sub.successors(entry)):
             path = nx.shortest_path(sub, succ, entry)
@@ -176,10 +184,10 @@ def bottom_components(edges: Mapping[int, Sequence[int]]) -> Iterator[set[int]]:
         yield {nodes[u] for u in comp}
 
 
-def bottom_components_dense(n: int, starts: Sequence[int], targets: Sequence[int]
-                            ) -> Iterator[list[int]]:
+def bottom_components_dense(n: int, starts: Any, targets: Any) -> Iterator[list[int]]:
     """Bottom components of the graph on nodes 0..n-1 (u's successors: ``targets[starts[u]:
-    starts[u + 1]]``, -1 for a node outside it, which no bottom component may reach).
+    starts[u + 1]]``, -1 for a node outside it, which no bottom component may reach;
+    either array a sequence of ints or a numpy array).
 
     Strong components come from scipy's compiled Tarjan on a sparse matrix (a Python
     Tarjan spent half a minute on two clients' settled graph); a component is bottom when
