@@ -39,8 +39,9 @@ How it works.
   moves only the replica and the database (unless they fan a resync out to
   streams, which is never remembered), so they are computed once per distinct
   slot or replica and reused: in the default world (without dead fields)
-  182,051 states share 1,527 client keys. The parts of world-wide moves that touch one client or one
-  replica (a delivery, a tick, a probe's feed, a replica going down) are
+  182,051 states share 1,527 client keys. The parts of world-wide moves that
+  touch one client or one replica (a delivery, a tick, a probe's feed, a
+  replica going down) are
   remembered likewise (``model.world_shell.on_client``). ``tests/check/test_memo.py``
   shows the memoised world equal to the plain one, state by state.
 * **No partial-order reduction**, deliberately: an ample set may postpone

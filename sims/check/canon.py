@@ -227,8 +227,7 @@ class Canon:
             return hit[1]
         code = self._clients.get((slot, perm))
         if code is None:
-            code = self._clients[(slot, perm)] = hash(encode(
-                forget_slot(slot, self._forget_delay) if self.dead_fields else slot, perm))
+            code = self._clients[(slot, perm)] = hash(encode(self._forget_slot(slot), perm))
         return remember(seen, slot, code)
 
     def _replica(self, rep: Any) -> int:
@@ -238,9 +237,19 @@ class Canon:
             return hit[1]
         code = self._replicas.get(rep)
         if code is None:
-            code = self._replicas[rep] = hash(encode(
-                forget_replica(rep, self._tokens) if self.dead_fields else rep, ()))
+            code = self._replicas[rep] = hash(encode(self._forget_replica(rep), ()))
         return remember(self._replica_ids, rep, code)
+
+    def _forget_slot(self, slot: ClientSlot) -> ClientSlot:
+        return forget_slot(slot, self._forget_delay) if self.dead_fields else slot
+
+    def _forget_replica(self, rep: Replica) -> Replica:
+        return forget_replica(rep, self._tokens) if self.dead_fields else rep
+
+    def forget(self, s: State) -> State:
+        """The state with every slot's and replica's dead fields forgotten, as fingerprints see it."""
+        return s._replace(clients=tuple(self._forget_slot(c) for c in s.clients),
+                          replicas=tuple(self._forget_replica(r) for r in s.replicas))
 
     def _rest_code(self, s: State) -> int:
         rest = self._rest_of(s)

@@ -94,10 +94,10 @@ class SettledGraph:
         self._order = np.argsort(self.fps, kind="stable")
         self._sorted = self.fps[self._order]
         ends = [np.asarray(part[1], dtype=np.int64) for part in parts]
-        offsets = np.cumsum([0] + [len(part[2]) for part in parts])
+        offsets = np.cumsum([0] + [len(part[2]) for part in parts[:-1]])
         #: successors of node u: targets[starts[u]:starts[u + 1]], -1 for a state not settled
         self.starts = np.concatenate([np.zeros(1, dtype=np.int64),
-                                      *[e + off for e, off in zip(ends, offsets, strict=False)]])
+                                      *[e + off for e, off in zip(ends, offsets, strict=True)]])
         self.targets = self.dense(flat(2))
         n = len(self.fps)
         self.conv = np.zeros(n, dtype=bool)  #: converged, by dense index
@@ -173,15 +173,14 @@ def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int
 
 def bottom_components(edges: Mapping[int, Sequence[int]]) -> Iterator[set[int]]:
     """The strongly connected components no edge leaves (none reaches a state outside ``edges``)."""
-    nodes = sorted(edges)
-    index = {u: n for n, u in enumerate(nodes)}
-    starts = array("q", [0])
-    targets = array("q")
-    for u in nodes:
-        targets.extend(index.get(v, -1) for v in edges[u])
-        starts.append(len(targets))
-    for comp in bottom_components_dense(len(nodes), starts, targets):
-        yield {nodes[u] for u in comp}
+    keys = array("q", edges)
+    ends, targets = array("q"), array("q")
+    for u in keys:
+        targets.extend(edges[u])
+        ends.append(len(targets))
+    graph = SettledGraph([(keys, ends, targets, array("q"), array("q"), array("q"))])
+    for comp in bottom_components_dense(len(graph.fps), graph.starts, graph.targets):
+        yield {int(graph.fps[u]) for u in comp}
 
 
 def bottom_components_dense(n: int, starts: Any, targets: Any) -> Iterator[list[int]]:

@@ -51,8 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-dead-fields", action="store_true",
                    help="do not merge states that differ only in fields no step or invariant "
                    "reads (a sentinel's last return, the previous backoff delay, a stalled "
-                   "stream's last id) or in the "
-                   "numbering of sentinel tokens")
+                   "stream's last id) or in the numbering of sentinel tokens")
     p.add_argument("--no-reduction", action="store_true",
                    help="no reduction at all (client and replica symmetry, dead fields): "
                    "the plain search")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from model.fixes import Fixes
 from model.invariants import converged, undetected, violations
 from model.world import Memo, State, WorldConfig, enabled, flatten, initial
 from sims.check import check, replay
-from sims.check.canon import Canon, forget_replica, forget_slot
+from sims.check.canon import Canon
 from sims.check.simulate import reproduces, simulate
 
 SMALL = [
@@ -67,11 +68,14 @@ def test_swarm_walks_find_and_shrink_the_heartbeat_race() -> None:
     assert "timer" in {k.split("/")[0] for k in result.coverage["kinds"]}
 
 
+@functools.cache
+def _canon(config: WorldConfig) -> Canon:
+    return Canon(config)
+
+
 def _forget(config: WorldConfig, s: State) -> State:
     """Every slot and replica with its dead fields forgotten, as the canonical encoding does."""
-    tokens = config.subscriber.token_space
-    return s._replace(clients=tuple(forget_slot(c) for c in s.clients),
-                      replicas=tuple(forget_replica(r, tokens) for r in s.replicas))
+    return _canon(config).forget(s)
 
 
 def _reached(config: WorldConfig, memo: Memo) -> list[State]:
