@@ -24,6 +24,7 @@ __all__ = ["MODULE_EXTRA", "MissingExtraError", "install_line", "missing_extra",
 MODULE_EXTRA: dict[str, str] = {
     # check
     "networkx": "check",
+    "scipy": "check",
     # sim
     "simpy": "sim",
     "pandas": "sim",
