@@ -151,6 +151,11 @@ class BackoffPolicy:
         return self.kind in (Kind.NONE, Kind.EXPONENTIAL) or (
             self.kind is Kind.RETRY and self.jitter == 0)
 
+    @property
+    def reads_previous(self) -> bool:
+        """Whether the delay depends on the previous delay (decorrelated, retry, your own)."""
+        return self.custom is not None or self.kind in (Kind.DECORRELATED, Kind.RETRY)
+
     def __str__(self) -> str:
         if self.custom is not None:
             return self.name or getattr(self.custom, "__name__", "custom")

@@ -53,7 +53,6 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from model.backoff import Kind as BackoffKind
 from model.memo import remember
 from model.world import ClientSlot, Replica, State, StreamPhase, WorldConfig
 
@@ -165,9 +164,9 @@ def forget_replica(rep: Replica, token_space: int) -> Replica:
 def forget_slot(slot: ClientSlot, delay: bool = True) -> ClientSlot:
     """The client slot with its dead fields forgotten.
 
-    * ``machine.last_delay`` (the previous backoff delay) is read only by decorrelated
-      and "retry" policies; with ``delay`` (the world's clients back off exponentially)
-      it becomes 0.
+    * ``machine.last_delay`` (the previous backoff delay) is read only by policies that
+      read it (``BackoffPolicy.reads_previous``); with ``delay`` (the world's policy does
+      not) it becomes 0.
     * A stalled stream's ``last_sent``: its session is gone and nothing is written on it
       again, so the last id sent is never compared with another; it becomes 0.
     """
@@ -189,8 +188,7 @@ class Canon:
         self.client_symmetry = clients and config.clients > 1
         self.replica_symmetry = replicas and config.replicas > 1
         self.dead_fields = dead
-        policy = config.client.policy
-        self._forget_delay = policy.custom is None and policy.kind is BackoffKind.EXPONENTIAL
+        self._forget_delay = not config.client.policy.reads_previous
         self._tokens = config.subscriber.token_space
         n = config.replicas
         ident = tuple(range(n))

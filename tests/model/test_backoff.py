@@ -282,3 +282,20 @@ def test_a_custom_delay_function_decides_and_has_no_closed_form() -> None:
         mean_delay(p, 1)
     with pytest.raises(ValueError, match="no closed-form"):
         total_wait(p, 3)
+
+
+@pytest.mark.parametrize("immediate", [False, True])
+@pytest.mark.parametrize("kind", list(Kind))
+def test_reads_previous_says_exactly_when_the_previous_delay_matters(kind: Kind, immediate: bool) -> None:
+    # The checker forgets a client's previous delay when its policy does not read it
+    # (sims.check.canon): this is the rule it relies on, held against delay() itself.
+    p = dataclasses.replace(policy(kind), immediate_first=immediate)
+    previous = (None, 0.5, 1.0, 2.0, 3.0, 7.5, 30.0)
+    differs = any(len({delay(p, attempt, u, prev) for prev in previous}) > 1
+                  for attempt in range(1, 9) for u in (0.0, 0.25, 0.5, 0.75, 0.999))
+    assert differs == p.reads_previous
+
+
+def test_a_custom_delay_function_may_read_the_previous_delay() -> None:
+    p = BackoffPolicy(custom=lambda attempt, u, previous: 1.0, name="mine:constant")
+    assert p.reads_previous
