@@ -210,9 +210,13 @@ class Canon:
         self._client_ids: dict[Perm, dict[int, tuple[Any, int]]] = {p: {} for p in self.perms}
         self._replica_ids: dict[int, tuple[Any, int]] = {}
         #: the last replicas' and clients' tuples fingerprinted, and their codes
+        self._no_perms: list[Perm] = [ident]
         self._last_reps: tuple[Any, ...] | None = None
         self._last_codes: list[int] = []
+        self._last_placed: list[int] = []  #: the last replicas' codes in canonical order
+        self._last_perms: list[Perm] = []  #: and the permutations that put them there
         self._last_slots: tuple[Any, ...] | None = None
+        self._last_slot_perms: list[Perm] = []  #: the permutations the last clients' codes took
         self._last_clients: list[int] = []
         self._last_rest: tuple[Any, ...] = (None,) * (len(fields) - 2)
         self._last_rest_code = 0
@@ -268,40 +272,39 @@ class Canon:
         reps: tuple[Any, ...] = s[self._at_replicas]  # type: ignore[assignment]
         slots: tuple[Any, ...] = s[self._at_clients]  # type: ignore[assignment]
         if reps is self._last_reps:
-            codes = self._last_codes
+            codes, placed, perms = self._last_codes, self._last_placed, self._last_perms
         else:
             rids = self._replica_ids
             codes = []
             for rep in reps:
                 hit = rids.get(id(rep))
                 codes.append(hit[1] if hit is not None and hit[0] is rep else self._replica(rep))
-            self._last_reps, self._last_codes = reps, codes
-        if not self.replica_symmetry:
-            if slots is self._last_slots:
-                clients = self._last_clients
+            if self.replica_symmetry:
+                # put the replicas in the order of their codes; only replicas with equal
+                # codes leave a choice (then the smallest clients win)
+                placed = sorted(codes)
+                perms = self._perms_placing(codes, placed)
             else:
-                ident = self._ident
-                cids = self._client_ids[ident]
-                clients = []
-                for slot in slots:
-                    got = cids.get(id(slot))
-                    clients.append(got[1] if got is not None and got[0] is slot
-                                   else self._client(slot, ident))
-                if self.client_symmetry:
-                    clients.sort()
-                self._last_slots, self._last_clients = slots, clients
-            return hash((rest, *codes, -1, *clients))
-        # Replica symmetry: put the replicas in the order of their codes; only replicas with
-        # equal codes leave a choice, and of those permutations the smallest clients win.
-        placed = sorted(codes)
+                placed, perms = codes, self._no_perms
+            self._last_reps, self._last_codes = reps, codes
+            self._last_placed, self._last_perms = placed, perms
+        if slots is self._last_slots and perms == self._last_slot_perms:
+            return hash((rest, *placed, -1, *self._last_clients))
         best: list[int] | None = None
-        for perm in self._perms_placing(codes, placed):
-            clients = [self._client(slot, perm) for slot in slots]
-            if self.client_symmetry:
+        client_ids, symmetric = self._client_ids, self.client_symmetry
+        for perm in perms:
+            cids = client_ids[perm]
+            clients = []
+            for slot in slots:
+                got = cids.get(id(slot))
+                clients.append(got[1] if got is not None and got[0] is slot
+                               else self._client(slot, perm))
+            if symmetric:
                 clients.sort()
             if best is None or clients < best:
                 best = clients
         assert best is not None
+        self._last_slots, self._last_slot_perms, self._last_clients = slots, perms, best
         return hash((rest, *placed, -1, *best))
 
     def _perms_placing(self, codes: list[int], placed: list[int]) -> list[Perm]:
