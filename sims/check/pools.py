@@ -26,6 +26,8 @@ class Pool(Protocol):
     """One partition per worker, called level by level."""
 
     size: int
+    #: whether the partitions live in other processes (whose memory is their own)
+    remote: bool
 
     def map(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Call ``method`` on every partition (``args[i]`` for partition i), in parallel."""
@@ -45,6 +47,7 @@ class LocalPool:
 
     def __init__(self, count: int, config: WorldConfig, options: dict[str, Any]) -> None:
         self.size = count
+        self.remote = False
         self.parts = [Partition(i, count, config, options) for i in range(count)]
 
     def map(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -56,7 +59,8 @@ class LocalPool:
         return getattr(self.parts[index], method)(*args)
 
     def close(self) -> None:
-        """Nothing to stop."""
+        """Drop the partitions (freed by reference counting, before the caller turns gc back on)."""
+        self.parts = []
 
 
 def _serve(conn: multiprocessing.connection.Connection, index: int, count: int,
@@ -90,6 +94,7 @@ class ProcessPool:
 
     def __init__(self, count: int, config: WorldConfig, options: dict[str, Any]) -> None:
         self.size = count
+        self.remote = True
         methods = mp.get_all_start_methods()
         ctx: Any = mp.get_context("fork" if "fork" in methods else "spawn")
         self.conns: list[multiprocessing.connection.Connection] = []
@@ -143,6 +148,7 @@ class DaskPool:
         self._own_client = not isinstance(scheduler, Client)
         workers = list(self.client.scheduler_info()["workers"])
         self.size = count
+        self.remote = True
         futures = [self.client.submit(Partition, i, count, config, options, actor=True, pure=False,
                                       workers=[workers[i % len(workers)]] if workers else None)
                    for i in range(count)]
