@@ -178,7 +178,7 @@ def check(
         if liveness and ex.incomplete is None:
             if progress is not None:  # the search is over; judging its settled graph can take long
                 progress(Progress(ex.states, ex.depth, 0, time.perf_counter() - started,
-                                  peak_mb(), phase="liveness"))
+                                  peak_mb(), phase="liveness", workers_mb=ex.workers_mb))
             settled = pool.map("settled", [()] * pool.size)
             found.extend(liveness_violations(config, canon, pool, ex.root, settled,
                                              {v.invariant for v in found}))

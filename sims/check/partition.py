@@ -203,15 +203,18 @@ class Partition:
         self.pending = {}
         return [pickle.dumps(batch, pickle.HIGHEST_PROTOCOL) if batch else b"" for batch in out]
 
-    def receive(self, batches: list[bytes]) -> int:
-        """As owner: take the states shipped to it; the frontier in fingerprint order."""
+    def receive(self, batches: list[bytes]) -> tuple[int, int]:
+        """As owner: take the states shipped to it (the frontier in fingerprint order).
+
+        Returns the frontier's size and this process's peak resident memory in kB.
+        """
         if self.count > 1:
             intern = self._intern
             for blob in batches:
                 if blob:
                     self.frontier.extend((fp, intern(st)) for fp, st in pickle.loads(blob))
             self.frontier.sort(key=lambda item: item[0])
-        return len(self.frontier)
+        return len(self.frontier), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def _intern(self, s: State) -> State:
         """The same state made of this partition's own part objects, where it has them.

@@ -33,6 +33,13 @@ class Progress:
     memory_mb: float
     #: "search" while levels are explored; "liveness" once the settled graph is being judged
     phase: str = "search"
+    #: each worker process's peak memory in MB (empty when the search runs in this process)
+    workers_mb: tuple[float, ...] = ()
+
+    @property
+    def total_mb(self) -> float:
+        """Peak memory of this process and every worker, in MB."""
+        return self.memory_mb + sum(self.workers_mb)
 
     @property
     def rate(self) -> float:
@@ -51,6 +58,8 @@ class Exploration:
     incomplete: str | None = None
     first: dict[str, int] = dataclasses.field(default_factory=dict)
     spared: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: each worker process's peak memory in MB at the last level (empty in this process)
+    workers_mb: tuple[float, ...] = ()
 
 
 def peak_mb() -> float:
@@ -90,7 +99,9 @@ def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
         shipped = pool.map("keep", [(b,) for b in per_gen])
         kept = pool.map("receive", [([shipped[gen][owner] for gen in range(n)],)
                                     for owner in range(n)])
-        frontier = sum(kept)
+        frontier = sum(size for size, _ in kept)
+        if pool.remote:
+            ex.workers_mb = tuple(kb / 1024 for _, kb in kept)
         ex.states += frontier
         if stop_at_first and ex.first:
             ex.incomplete = "stopped at the first violation"
@@ -101,7 +112,8 @@ def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
             ex.incomplete = f"state bound {max_states:,} reached"
             break
         if progress is not None:
-            progress(Progress(ex.states, ex.depth, frontier, time.perf_counter() - started, peak_mb()))
+            progress(Progress(ex.states, ex.depth, frontier, time.perf_counter() - started, peak_mb(),
+                              workers_mb=ex.workers_mb))
     return ex
 
 

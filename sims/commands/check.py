@@ -179,12 +179,15 @@ class ProgressLine:
         if p.phase == "search" and p.seconds - self.last < every and self.shown:
             return
         self.last = p.seconds
+        memory = f"{p.total_mb:,.0f} MB"
+        if p.workers_mb:
+            memory += " (workers " + " + ".join(f"{mb:,.0f}" for mb in p.workers_mb) + ")"
         if p.phase == "liveness":
             text = (f"  {p.states:,} states searched in {p.seconds:,.0f} s; judging liveness "
-                    f"on the settled graph, {p.memory_mb:,.0f} MB")
+                    f"on the settled graph, {memory}")
         else:
             text = (f"  {p.states:,} states, depth {p.depth}, frontier {p.frontier:,}, "
-                    f"{p.rate:,.0f} states/s, {p.memory_mb:,.0f} MB, {p.seconds:,.0f} s")
+                    f"{p.rate:,.0f} states/s, {memory}, {p.seconds:,.0f} s")
         if self.tty:
             print("\r" + text.ljust(78), end="", file=sys.stderr, flush=True)
         else:
@@ -237,6 +240,8 @@ def _cost(result: CheckResult) -> str:
     if not st:
         return ""
     out = f"\nworkers {st.get('workers')}   peak memory {st.get('peak_memory_mb', 0):,.0f} MB"
+    if st.get("worker_peak_memory_mb") and st.get("workers") != 1:
+        out += " here, workers " + " + ".join(f"{mb:,.0f}" for mb in st["worker_peak_memory_mb"]) + " MB"
     out += f"   bytes/state {st.get('bytes_per_state', 0):,.0f}"
     for line in st.get("profile_top", []):
         out += "\n  profile: " + line

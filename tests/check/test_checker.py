@@ -194,6 +194,22 @@ def test_cli_progress_line_goes_to_stderr_with_the_liveness_phase() -> None:
     assert re.search(r"[\d,]+ states searched in \d+ s; judging liveness", proc.stderr)
 
 
+def test_progress_counts_the_workers_memory() -> None:
+    """With worker processes, progress and the text output show each worker's memory too."""
+    seen: list[Progress] = []
+    result = check(WorldConfig(events=1, faults=0), workers=2, progress=seen.append)
+    assert result.complete
+    assert seen and all(len(p.workers_mb) == 2 and min(p.workers_mb) > 0 for p in seen)
+    assert all(p.total_mb == p.memory_mb + sum(p.workers_mb) for p in seen)
+    seen.clear()
+    check(WorldConfig(events=1, faults=0), progress=seen.append)  # one process: no workers
+    assert all(p.workers_mb == () and p.total_mb == p.memory_mb for p in seen)
+    proc = _sselab("check", "--events", "1", "--faults", "0", "--workers", "2", "--progress", "always")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"[\d,]+ MB \(workers [\d,]+ \+ [\d,]+\)", proc.stderr)
+    assert re.search(r"peak memory [\d,]+ MB here, workers [\d,]+ \+ [\d,]+ MB", proc.stdout)
+
+
 def test_cli_without_a_fix_exits_1_with_a_counterexample(tmp_path: object) -> None:
     """`sselab check --without F3` exits 1, prints numbered steps and can write Graphviz."""
     dot = f"{tmp_path}/f3.dot"
