@@ -24,8 +24,9 @@ How it works.
   streams), trying every permutation only among equal replicas.
   ``symmetry=False`` (or ``client_symmetry`` / ``replica_symmetry``) turns it off.
 * **Dead fields** (:mod:`sims.check.canon`, ``forget_replica`` and ``forget_slot``):
-  a subscriber's last sentinel return and the previous exponential backoff delay are
-  read by no move and no invariant, a stalled stream's last sent id is never compared
+  a subscriber's last sentinel return and the previous backoff delay (under a policy
+  that does not read it, ``BackoffPolicy.reads_previous``) are read by no move and no
+  invariant, a stalled stream's last sent id is never compared
   again, and a replica's sentinel tokens are only compared and counted round (so
   renumbering them to start at 0 commutes with every step). A state is stored under
   the fingerprint of its forgotten form. Forgetting is a bisimulation (the same moves,
