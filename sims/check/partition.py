@@ -253,14 +253,17 @@ class Partition:
     def parents(self, fps: list[int]) -> list[int | None]:
         """The parent fingerprint of each owned fingerprint (None when not owned)."""
         out: list[int | None] = []
-        keys = np.frombuffer(self.stored, dtype=np.int64)  # a view: dropped before returning
-        for fp in fps:
-            if fp not in self.seen:
-                out.append(None)
-                continue
-            at = int(np.flatnonzero(keys == fp)[0])
-            out.append(self.stored_parents[at])
-        del keys
+        # a view of the array, which cannot grow while one exists: dropped on the way out
+        keys = np.frombuffer(self.stored, dtype=np.int64)
+        try:
+            for fp in fps:
+                if fp not in self.seen:
+                    out.append(None)
+                    continue
+                at = int(np.flatnonzero(keys == fp)[0])
+                out.append(self.stored_parents[at])
+        finally:
+            del keys
         return out
 
     def settled(self) -> SettledPart:

@@ -47,3 +47,19 @@ def test_workers_and_dask_agree_with_one_process(config: WorldConfig, options: d
     assert _summary(one) == _summary(two) == _summary(on_dask)
     assert [v.invariant for v in one.violations] == ([broken] if broken else [])
     assert one.complete or options.get("stop_at_first")
+
+
+def test_a_partition_answers_parents_and_keeps_searching_after() -> None:
+    """Parents come back from the flat store (the root's is itself; unknown is None), and the
+    store still grows after a lookup (a numpy view of it must not outlive the call)."""
+    from sims.check.partition import Partition
+
+    part = Partition(0, 1, WorldConfig(events=1, faults=0), {})
+    root = part.start()
+    part.expand()
+    children = [fp for fp, _ in part.frontier]
+    assert children and part.owned() == 1 + len(children)
+    assert part.parents([root, *children, root + 1]) == [root, *[root] * len(children), None]
+    part.expand()  # stores the grandchildren: the arrays grow after the lookup
+    grand = [fp for fp, _ in part.frontier]
+    assert grand and set(part.parents(grand)) <= set(children)
