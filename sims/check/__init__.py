@@ -102,6 +102,7 @@ from typing import Any
 
 from model.invariants import LIVENESS, SAFETY, violations
 from model.world import WorldConfig, initial
+from sims.check import _extras as _extras  # first: a missing library names the check extra
 from sims.check.canon import Canon
 from sims.check.coverage import summarize
 from sims.check.pools import open_pool
