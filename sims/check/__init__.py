@@ -113,6 +113,16 @@ from sims.check.trace import liveness_violations, path_fps, path_to, replay, ste
 __all__ = ["CheckResult", "Progress", "Step", "Violation", "check", "replay"]
 
 
+class _Loaded:
+    """Profile statistics gathered in another process, in the shape ``pstats.Stats`` loads."""
+
+    def __init__(self, stats: dict[Any, Any]) -> None:
+        self.stats = stats
+
+    def create_stats(self) -> None:
+        """Already made (``pstats`` calls this before reading ``stats``)."""
+
+
 def check(
     config: WorldConfig,
     *,
@@ -140,7 +150,8 @@ def check(
     ``reduction=False`` turns every reduction off (client and replica symmetry, dead
     fields; ``dead_fields=False`` only the last);
     ``workers`` runs that many partitions in processes, ``scheduler`` (an address or a
-    ``distributed.Client``) as Dask actors; ``profile=N`` keeps cProfile's top N;
+    ``distributed.Client``) as Dask actors; ``profile=N`` keeps cProfile's top N (of the
+    worker processes, merged, when there are any);
     ``coverage`` records the transition kinds and machine (state, input) pairs taken.
     """
     if only is not None:
@@ -156,6 +167,7 @@ def check(
         "dead_fields": reduction and dead_fields,
         "liveness": liveness, "coverage": coverage,
         "only": sorted(only) if only is not None else None,
+        "profile": profile,
     }
     started = time.perf_counter()
     cpu0 = time.process_time()
@@ -189,6 +201,7 @@ def check(
         if coverage:
             for part in pool.map("covered", [()] * pool.size):
                 covered |= part
+        worker_profiles = [p for p in pool.profiles() if p] if prof is not None else []
     finally:
         pool.close()
         if collecting:
@@ -210,7 +223,10 @@ def check(
         stats["coverage"] = summarize(covered)
     if prof is not None:
         text = io.StringIO()
-        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(profile)
+        # With worker processes the work is theirs (the coordinator mostly waits on pipes):
+        # their statistics, merged; otherwise this process's own.
+        loaded: list[Any] = [_Loaded(p) for p in worker_profiles] or [prof]
+        pstats.Stats(*loaded, stream=text).sort_stats("tottime").print_stats(profile)
         stats["profile_top"] = [" ".join(line.split()) for line in text.getvalue().splitlines()
                                 if line.strip()[:1].isdigit()][:profile]
     return CheckResult(

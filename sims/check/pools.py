@@ -9,9 +9,11 @@ someone else runs (``--scheduler``). No pool starts, scales or watches machines.
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import multiprocessing as mp
 import multiprocessing.connection
+import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -41,6 +43,10 @@ class Pool(Protocol):
         """Stop the workers this pool started (never a cluster it was given)."""
         ...
 
+    def profiles(self) -> list[dict[Any, Any]]:
+        """Each worker process's cProfile statistics (empty where this process did the work)."""
+        ...
+
 
 class LocalPool:
     """Every partition in this process (``--workers 1``: no pickling, no pipes)."""
@@ -62,10 +68,23 @@ class LocalPool:
         """Drop the partitions (freed by reference counting, before the caller turns gc back on)."""
         self.parts = []
 
+    def profiles(self) -> list[dict[Any, Any]]:
+        """None: the partitions ran in this process, under its own profiler."""
+        return []
+
+
+#: the request a worker answers with its own profile statistics (not a partition method)
+PROFILE_STATS = "profile_stats"
+
 
 def _serve(conn: multiprocessing.connection.Connection, index: int, count: int,
            config: WorldConfig, options: dict[str, Any]) -> None:
     gc.disable()  # states are acyclic tuples: a collection would rescan them to free nothing
+    # A profiler running in the coordinator is inherited through fork, where it only slows
+    # this worker (about twice, measured) and its statistics never come back: drop it, and
+    # when the search is profiled, profile here and hand the statistics over (profiles()).
+    sys.setprofile(None)
+    prof = cProfile.Profile() if options.get("profile") else None
     part = Partition(index, count, config, options)
     while True:
         try:
@@ -76,7 +95,19 @@ def _serve(conn: multiprocessing.connection.Connection, index: int, count: int,
             return
         method, args = msg
         try:
-            reply = (True, getattr(part, method)(*args))
+            if method == PROFILE_STATS:
+                reply: tuple[bool, Any] = (True, {})
+                if prof is not None:
+                    prof.create_stats()
+                    reply = (True, prof.stats)
+            else:
+                if prof is not None:
+                    prof.enable()
+                try:
+                    reply = (True, getattr(part, method)(*args))
+                finally:
+                    if prof is not None:
+                        prof.disable()
         except Exception:  # report it to the coordinator, which raises it
             reply = (False, traceback.format_exc())
         try:
@@ -137,6 +168,12 @@ class ProcessPool:
             if proc.is_alive():
                 proc.terminate()
 
+    def profiles(self) -> list[dict[Any, Any]]:
+        """Each worker's cProfile statistics (empty dicts unless the search was profiled)."""
+        for conn in self.conns:
+            conn.send((PROFILE_STATS, ()))
+        return [self._reply(conn) for conn in self.conns]
+
 
 class DaskPool:
     """One Dask actor per partition on an existing cluster (``--scheduler ADDRESS``)."""
@@ -168,6 +205,10 @@ class DaskPool:
         self.actors = []
         if self._own_client:
             self.client.close()  # type: ignore[no-untyped-call]
+
+    def profiles(self) -> list[dict[Any, Any]]:
+        """None gathered: the actors run on the cluster's workers, unprofiled."""
+        return []
 
 
 def open_pool(workers: int, config: WorldConfig, options: dict[str, Any],

@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="search on an existing Dask cluster (e.g. tcp://HOST:8786), "
                    "--workers partitions as actors")
     p.add_argument("--profile", type=non_negative_int, default=0, metavar="N",
-                   help="run under cProfile and report its top N entries (in --json too)")
+                   help="run under cProfile and report its top N entries (in --json too; "
+                   "with --workers N, the worker processes' profiles merged)")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="a progress line on stderr: auto = on a terminal, or every 10 s "
                    "once a run passes 10 s (%(default)s)")

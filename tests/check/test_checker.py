@@ -210,6 +210,17 @@ def test_progress_counts_the_workers_memory() -> None:
     assert re.search(r"peak memory [\d,]+ MB here, workers [\d,]+ \+ [\d,]+ MB", proc.stdout)
 
 
+def test_profile_with_workers_reports_the_workers_work() -> None:
+    """With worker processes the profile is theirs (expand, fingerprints), not the coordinator
+    waiting on its pipes; in one process it is that process's own."""
+    cfg = WorldConfig(events=1, faults=0)
+    merged = check(cfg, workers=2, profile=10).stats["profile_top"]
+    assert any("partition.py" in line and "(expand)" in line for line in merged), merged
+    assert not any("posix.read" in line for line in merged), merged
+    alone = check(cfg, profile=10).stats["profile_top"]
+    assert any("(expand)" in line or "(fingerprint)" in line for line in alone), alone
+
+
 def test_cli_without_a_fix_exits_1_with_a_counterexample(tmp_path: object) -> None:
     """`sselab check --without F3` exits 1, prints numbered steps and can write Graphviz."""
     dot = f"{tmp_path}/f3.dot"
