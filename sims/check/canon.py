@@ -194,7 +194,6 @@ class Canon:
         ident = tuple(range(n))
         self.perms: list[Perm] = (list(itertools.permutations(range(n))) if self.replica_symmetry
                                   else [ident])
-        self._ident = ident
         self._perm = {p: p for p in self.perms}  #: each permutation, interned
         #: with two replicas: the permutation when they are in order, and when swapped
         self._pair = (ident, tuple(reversed(ident))) if n == 2 else (ident, ident)
@@ -210,7 +209,6 @@ class Canon:
         self._client_ids: dict[Perm, dict[int, tuple[Any, int]]] = {p: {} for p in self.perms}
         self._replica_ids: dict[int, tuple[Any, int]] = {}
         #: the last replicas' and clients' tuples fingerprinted, and their codes
-        self._no_perms: list[Perm] = [ident]
         self._last_reps: tuple[Any, ...] | None = None
         self._last_codes: list[int] = []
         self._last_placed: list[int] = []  #: the last replicas' codes in canonical order
@@ -285,7 +283,7 @@ class Canon:
                 placed = sorted(codes)
                 perms = self._perms_placing(codes, placed)
             else:
-                placed, perms = codes, self._no_perms
+                placed, perms = codes, self.perms  # the identity alone
             self._last_reps, self._last_codes = reps, codes
             self._last_placed, self._last_perms = placed, perms
         if slots is self._last_slots and perms == self._last_slot_perms:

@@ -40,7 +40,7 @@ from model.world import Kind, Memo, State, Transition, WorldConfig, enabled, ini
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 
-__all__ = ["LevelReport", "Partition", "SettledPart"]
+__all__ = ["LevelReport", "Partition", "SettledPart", "peak_kb"]
 
 #: what expand() returns: candidates per owner (fingerprint, parent fingerprint, ... flat, so
 #: they pickle as bytes), transitions taken, states judged violating, what reductions spared
@@ -57,6 +57,11 @@ SettledPart = tuple["array[int]", "array[int]", "array[int]", "array[int]", "arr
 
 #: the kinds that keep a state from being settled: a fault, or a publisher's step
 _UNSETTLING = frozenset(k for k in Kind if k.fault or k is Kind.PUBLISH)
+
+
+def peak_kb() -> int:
+    """This process's peak resident memory, in kB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class Partition:
@@ -226,7 +231,7 @@ class Partition:
                 if blob:
                     self.frontier.extend((fp, intern(st)) for fp, st in pickle.loads(blob))
             self.frontier.sort(key=lambda item: item[0])
-        return len(self.frontier), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return len(self.frontier), peak_kb()
 
     def _intern(self, s: State) -> State:
         """The same state made of this partition's own part objects, where it has them.
@@ -273,10 +278,9 @@ class Partition:
 
     def memory(self) -> dict[str, int]:
         """Peak resident memory of this process and the bytes its stored states take."""
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         seen = self.seen
         sample = list(itertools.islice(seen, 1000))
         per_int = sum(sys.getsizeof(k) for k in sample) / max(1, len(sample))
         arrays = sum(a.buffer_info()[1] * a.itemsize for a in (self.stored, self.stored_parents))
         stored = sys.getsizeof(seen) + int(per_int * len(seen)) + arrays
-        return {"peak_kb": peak_kb, "stored_bytes": stored, "stored_states": len(seen)}
+        return {"peak_kb": peak_kb(), "stored_bytes": stored, "stored_states": len(seen)}

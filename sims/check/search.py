@@ -11,12 +11,12 @@ violation found is a shortest one. Bounds are checked between levels.
 from __future__ import annotations
 
 import dataclasses
-import resource
 import time
 from array import array
 from collections.abc import Callable
 from typing import Any
 
+from sims.check.partition import peak_kb
 from sims.check.pools import Pool
 
 __all__ = ["Exploration", "Progress", "explore", "peak_mb"]
@@ -64,7 +64,7 @@ class Exploration:
 
 def peak_mb() -> float:
     """This process's peak resident memory, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_kb() / 1024
 
 
 def explore(pool: Pool, *, max_states: int, max_depth: int, stop_at_first: bool,
