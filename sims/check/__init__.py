@@ -6,8 +6,13 @@ How it works.
   initial state (:mod:`sims.check.search`). A state is stored only as its 64-bit
   fingerprint and its parent's (:mod:`sims.check.canon`); a counterexample is
   rebuilt by replaying from the start (:mod:`sims.check.trace`), so every
-  counterexample is a shortest one. Only the current frontier is kept as full
-  states.
+  counterexample is a shortest one. Only the current frontier (and the next
+  level's candidates) are held as states, each as a row of numbers of its parts
+  (``partition.Parts``: ``8 * (clients + replicas + 5)`` bytes, against about 420
+  as Python objects). The fingerprints of the newest three levels are kept in a
+  set, where almost every transition that reaches a stored state lands; older
+  ones move to sorted numpy arrays (``partition.Store``: 16 bytes with the
+  parent, against about 90), searched once per level for the candidates left.
 * **Partitions** (:mod:`sims.check.partition`): fingerprint ``fp`` belongs to
   partition ``fp % N``. With ``workers=N`` each partition runs in its own process
   (or, with ``scheduler=``, as a Dask actor on a cluster), and only integers

@@ -37,10 +37,11 @@ import numpy as np
 
 from model.invariants import converged, undetected, violations
 from model.world import Kind, Memo, State, Transition, WorldConfig, enabled, initial
+from model.world_shell import keep as keep_id
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 
-__all__ = ["LevelReport", "Partition", "SettledPart", "peak_kb"]
+__all__ = ["LevelReport", "Partition", "Parts", "SettledPart", "peak_kb"]
 
 #: what expand() returns: candidates per owner (fingerprint, parent fingerprint, ... flat, so
 #: they pickle as bytes), transitions taken, states judged violating, what reductions spared
@@ -64,6 +65,145 @@ def peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+#: how many of the newest levels' fingerprints a partition keeps in a set (the rest sorted)
+HOT_LEVELS = 3
+
+
+class Store:
+    """The fingerprints a partition owns and each one's parent: a set for the newest levels,
+    one sorted pair of numpy arrays for the rest.
+
+    In breadth-first order almost every transition that reaches a stored state reaches
+    one of the last few levels (two clients, two replicas, two publishers: 99.7 % within
+    three levels), so those answer from a set as the states are expanded; the candidates
+    left are looked up in the sorted arrays once per level, together (:meth:`unseen`). A
+    state held there takes 16 bytes, against about 90 in a set of ints and two flat arrays.
+    """
+
+    def __init__(self, hot_levels: int = HOT_LEVELS) -> None:
+        if hot_levels < 1:
+            raise ValueError(f"hot_levels must be at least 1, got {hot_levels}")
+        self.hot_levels = hot_levels
+        self.hot: set[int] = set()  #: the newest levels' fingerprints
+        #: the newest levels, oldest first: each one's fingerprints and their parents
+        self.levels: list[tuple[array[int], array[int]]] = []
+        self.cold = np.zeros(0, dtype=np.int64)  #: the older ones' fingerprints, sorted
+        self.cold_parents = np.zeros(0, dtype=np.int64)  #: and their parents, aligned
+
+    def __len__(self) -> int:
+        return len(self.hot) + len(self.cold)
+
+    def add_level(self, fps: array[int], parents: array[int]) -> None:
+        """Store a level's new fingerprints (none stored before) and their parents."""
+        self.hot.update(fps)
+        self.levels.append((fps, parents))
+        while len(self.levels) > self.hot_levels:
+            old, old_parents = self.levels.pop(0)
+            if not old:
+                continue
+            self.hot.difference_update(old)
+            keys = np.array(old, dtype=np.int64)
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            at = np.searchsorted(self.cold, keys)
+            self.cold = np.insert(self.cold, at, keys)
+            self.cold_parents = np.insert(self.cold_parents,
+                                          at, np.array(old_parents, dtype=np.int64)[order])
+
+    def unseen(self, keys: Any) -> Any:
+        """Which of ``keys`` (an int64 array, none in the newest levels) are not stored."""
+        cold = self.cold
+        if not len(cold):
+            return np.ones(len(keys), dtype=bool)
+        at = np.minimum(np.searchsorted(cold, keys), len(cold) - 1)
+        return cold[at] != keys
+
+    def parents(self, fps: list[int]) -> list[int | None]:
+        """The parent fingerprint of each stored fingerprint (None when not stored)."""
+        out: list[int | None] = []
+        for fp in fps:
+            if fp in self.hot:
+                for keys, parents in self.levels:  # scanned: only a counterexample asks
+                    if fp in keys:
+                        out.append(parents[keys.index(fp)])
+                        break
+                continue
+            at = int(np.searchsorted(self.cold, fp))
+            found = at < len(self.cold) and int(self.cold[at]) == fp
+            out.append(int(self.cold_parents[at]) if found else None)
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes the stored fingerprints and parents take."""
+        sample = list(itertools.islice(self.hot, 1000))
+        per_int = sum(sys.getsizeof(k) for k in sample) / max(1, len(sample))
+        levels = sum(a.buffer_info()[1] * a.itemsize for level in self.levels for a in level)
+        return (sys.getsizeof(self.hot) + int(per_int * len(self.hot)) + levels
+                + self.cold.nbytes + self.cold_parents.nbytes)
+
+
+class Parts:
+    """Every distinct part (client slot, replica, database, publishers) a partition's states
+    are made of, numbered: a held state is then a row of small ints, 8 bytes a field.
+
+    A state held as Python objects took about 420 bytes on the frontier and 600 in the
+    pending table (its transition with it); as a row it takes ``8 * (clients + replicas + 5)``.
+    Decoding hands out the numbered objects themselves, so the memo and the fingerprint,
+    which look parts up by identity first, find them.
+    """
+
+    __slots__ = ("by_id", "by_value", "objs")
+
+    def __init__(self) -> None:
+        self.objs: list[Any] = []  #: code -> the part
+        self.by_value: dict[Any, int] = {}  #: part -> code
+        self.by_id: dict[int, tuple[Any, int]] = {}  #: id(part) -> (part, code), capped
+
+    def code(self, obj: Any) -> int:
+        """The part's number: by identity, then by value (numbering it if new)."""
+        hit = self.by_id.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        code = self.by_value.get(obj)
+        if code is None:
+            code = self.by_value[obj] = len(self.objs)
+            self.objs.append(obj)
+        keep_id(self.by_id, id(obj), (obj, code))
+        return code
+
+    def row(self, s: State) -> list[int]:
+        """The state as a row: its clients', replicas', database's and publishers' numbers,
+        then its counters."""
+        code = self.code
+        clients, replicas, db, pubs, published, faults, overrun = s
+        return [*[code(c) for c in clients], *[code(r) for r in replicas], code(db), code(pubs),
+                published, faults, overrun]
+
+    def adopt(self, s: State) -> list[int]:
+        """The row of a state made of objects never seen before (one that arrived pickled)."""
+        number = self.by_value.setdefault
+        objs = self.objs
+
+        def code(obj: Any) -> int:
+            got = number(obj, len(objs))
+            if got == len(objs):
+                objs.append(obj)
+            return got
+
+        clients, replicas, db, pubs, published, faults, overrun = s
+        return [*[code(c) for c in clients], *[code(r) for r in replicas], code(db), code(pubs),
+                published, faults, overrun]
+
+    def state(self, rows: array[int], at: int, clients: int, replicas: int) -> State:
+        """The state whose row starts at ``rows[at]``, made of the numbered parts."""
+        objs = self.objs
+        mid = at + clients
+        end = mid + replicas
+        return tuple.__new__(State, (
+            tuple([objs[j] for j in rows[at:mid]]), tuple([objs[j] for j in rows[mid:end]]),
+            objs[rows[end]], objs[rows[end + 1]], rows[end + 2], rows[end + 3], rows[end + 4]))
+
+
 class Partition:
     """The states one worker owns (and each one's parent fingerprint) and the frontier it holds."""
 
@@ -78,14 +218,19 @@ class Partition:
         self.liveness: bool = options.get("liveness", True)
         only = options.get("only")
         self.only: frozenset[str] | None = frozenset(only) if only is not None else None
-        #: owned fingerprints; and, in the order they were stored, each one and its parent's
-        #: (the root's is itself): a set and two flat arrays take about a third less than a
-        #: dict of int to int, and parents are looked up only to rebuild a counterexample
-        self.seen: set[int] = set()
-        self.stored: array[int] = array("q")
-        self.stored_parents: array[int] = array("q")
-        self.frontier: list[tuple[int, State]] = []
-        self.pending: dict[int, tuple[int, Transition]] = {}  #: candidate -> (parent, move)
+        #: owned fingerprints and each one's parent (the root's is itself)
+        self.store = Store(options.get("hot_levels", HOT_LEVELS))
+        self.parts = Parts()
+        #: a held state's row: clients, replicas, db, publishers, then three counters
+        self.width = config.clients + config.replicas + 5
+        #: the frontier, in fingerprint order: each state's fingerprint and its row
+        self.frontier_fps: array[int] = array("q")
+        self.frontier_rows: array[int] = array("q")
+        #: this level's candidates: fingerprint -> its number here, and by that number its
+        #: parent's fingerprint and its state's row (until the owner rules)
+        self.pending: dict[int, int] = {}
+        self.pending_parents: array[int] = array("q")
+        self.pending_rows: array[int] = array("q")
         #: the settled states (flat: 8 bytes a state or an edge): each one, where its
         #: successors end in ``edge_targets``, and those successors
         self.edge_keys: array[int] = array("q")
@@ -96,24 +241,33 @@ class Partition:
         self.undet_keys: array[int] = array("q")
         self.undet_masks: array[int] = array("q")
         self.memo = Memo()  #: each client's and replica's own moves (model.world.enabled)
-        self._parts: dict[Any, Any] = {}  #: each client slot, replica, db, pubs seen: itself
 
     def start(self) -> int:
         """Seed the initial state if this partition owns it; return its fingerprint."""
         s0 = initial(self.config)
         fp = self.canon.fingerprint(s0)
-        if fp % self.count == self.index:
-            self.seen.add(fp)
-            self.stored.append(fp)
-            self.stored_parents.append(fp)
-            self.frontier = [(fp, s0)]
+        mine = fp % self.count == self.index
+        self.store.add_level(array("q", [fp] if mine else []), array("q", [fp] if mine else []))
+        if mine:
+            self.frontier_fps = array("q", [fp])
+            self.frontier_rows = array("q", self.parts.row(s0))
         return fp
+
+    def held(self) -> list[tuple[int, State]]:
+        """The frontier: each state's fingerprint and the state, in fingerprint order."""
+        w, n, r = self.width, self.config.clients, self.config.replicas
+        state, rows = self.parts.state, self.frontier_rows
+        return [(fp, state(rows, i * w, n, r)) for i, fp in enumerate(self.frontier_fps)]
 
     def expand(self) -> LevelReport:
         """Judge and expand the frontier; return the candidates for each owner."""
         cfg = self.config
         fingerprint = self.canon.fingerprint
-        count, seen, pending = self.count, self.seen, self.pending
+        count, seen, pending = self.count, self.store.hot, self.pending
+        parents, cand_rows = self.pending_parents, self.pending_rows
+        row, decode = self.parts.row, self.parts.state
+        w, n_clients, n_replicas = self.width, cfg.clients, cfg.replicas
+        rows = self.frontier_rows
         only, liveness = self.only, self.liveness
         memo = self.memo
         unsettling = _UNSETTLING
@@ -123,7 +277,8 @@ class Partition:
         bad_first: dict[str, int] = {}
         spared: dict[str, int] = {}  # what a reduction spared (none yet beyond symmetry)
         transitions = 0
-        for fp, state in self.frontier:
+        for i, fp in enumerate(self.frontier_fps):
+            state = decode(rows, i * w, n_clients, n_replicas)
             bad = violations(cfg, state, memo)
             if bad and only is not None:
                 bad = [name for name in bad if name in only]
@@ -138,18 +293,25 @@ class Partition:
                 self.coverage.update(coverage_of(succ))
             transitions += len(succ)
             outs: list[int] = []
+            first = len(parents)  # the candidates numbered from here on are this state's
+            mine: list[Transition] = []
             for t in succ:
                 nfp = fingerprint(t[5])  # t.state
                 if settled:
                     outs.append(nfp)
                 if nfp in seen:
                     continue
-                cur = pending.get(nfp)
-                if cur is None:
-                    pending[nfp] = (fp, t)
-                elif cur[0] == fp and key_code(t.key) < key_code(cur[1].key):
-                    # the frontier is in fingerprint order, so only a sibling can win a tie
-                    pending[nfp] = (fp, t)
+                at = pending.get(nfp)
+                if at is None:
+                    pending[nfp] = len(parents)
+                    parents.append(fp)
+                    cand_rows.extend(row(t[5]))
+                    mine.append(t)
+                elif at >= first and key_code(t.key) < key_code(mine[at - first].key):
+                    # a sibling's: the frontier is in fingerprint order, so a candidate numbered
+                    # before this state's first came from a smaller parent, which wins
+                    cand_rows[at * w:(at + 1) * w] = array("q", row(t[5]))
+                    mine[at - first] = t
             if settled:
                 self.edge_keys.append(fp)
                 self.edge_targets.extend(outs)
@@ -162,26 +324,48 @@ class Partition:
                     # judge "some replica undetected" (sound: see the essay, Liveness).
                     self.undet_keys.append(fp)
                     self.undet_masks.append(1 if sym_replicas else mask)
-        self.frontier = []
+        self.frontier_fps, self.frontier_rows = array("q"), array("q")
         out: list[array[int]] = [array("q") for _ in range(count)]
-        if count == 1:  # its own owner: every pending state is new, and wins
-            seen.update(pending)
-            self.stored.extend(pending)
-            self.stored_parents.extend([pfp for pfp, _ in pending.values()])
-            self.frontier = sorted(((nfp, t.state) for nfp, (_, t) in pending.items()),
-                                   key=lambda item: item[0])
-            self.pending = {}
+        if count == 1:  # its own owner: every pending state not stored long ago is new, and wins
+            fps = array("q", pending)  # in the order they were numbered
+            keys = np.frombuffer(fps, dtype=np.int64)
+            new = self.store.unseen(keys)
+            if not new.all():
+                fps = array("q", keys[new].tobytes())
+                parents = array("q", np.frombuffer(parents, dtype=np.int64)[new].tobytes())
+                cand_rows = array("q", np.frombuffer(cand_rows, dtype=np.int64)
+                                  .reshape(-1, w)[new].tobytes())
+            del keys  # a view of ``fps``, which could not grow while it exists
+            self.store.add_level(fps, parents)
+            self._hold(fps, cand_rows)
+            self._forget_pending()
             return out, transitions, bad_first, spared
-        for nfp, (pfp, _) in pending.items():
-            out[nfp % count].extend((nfp, pfp))
+        for nfp, at in pending.items():
+            out[nfp % count].extend((nfp, parents[at]))
         return out, transitions, bad_first, spared
+
+    def _forget_pending(self) -> None:
+        self.pending = {}
+        self.pending_parents = array("q")
+        self.pending_rows = array("q")
+
+    def _hold(self, fps: array[int], rows: array[int]) -> None:
+        """Make ``fps`` (with their rows, in the same order) the frontier, in fingerprint order."""
+        if not fps:
+            return
+        keys = np.frombuffer(fps, dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        self.frontier_fps = array("q", keys[order].tobytes())
+        self.frontier_rows = array("q", np.frombuffer(rows, dtype=np.int64)
+                                   .reshape(-1, self.width)[order].tobytes())
+        del keys  # numpy views of the arrays, which could not grow while they exist
 
     def claim(self, batches: list[tuple[int, array[int]]]) -> list[array[int]]:
         """As owner: rule on candidates ``(generator, [fp, parent, ...])``; winners per generator.
 
         A parent is expanded by one generator only, so the smallest parent decides.
         """
-        seen = self.seen
+        seen = self.store.hot
         best: dict[int, tuple[int, int]] = {}
         for gen, flat in batches:
             it = iter(flat)
@@ -192,11 +376,14 @@ class Partition:
                 if cur is None or pfp < cur[0]:
                     best[fp] = (pfp, gen)
         won: list[array[int]] = [array("q") for _ in range(self.count)]
-        for fp, (_, gen) in best.items():
-            won[gen].append(fp)
-        seen.update(best)
-        self.stored.extend(best)
-        self.stored_parents.extend([pfp for pfp, _ in best.values()])
+        fps, parents = array("q"), array("q")
+        new = self.store.unseen(np.array(list(best), dtype=np.int64)).tolist() if best else []
+        for (fp, (pfp, gen)), fresh in zip(best.items(), new, strict=True):
+            if fresh:  # not stored in an older level either
+                won[gen].append(fp)
+                fps.append(fp)
+                parents.append(pfp)
+        self.store.add_level(fps, parents)
         return won
 
     def keep(self, fps: list[array[int]]) -> list[bytes]:
@@ -204,20 +391,28 @@ class Partition:
 
         Shipping each new state to its owner spreads the frontier: without it, the
         partition holding the root would expand every state itself. They travel
-        pickled, so whoever forwards them (the coordinator) never unpickles a state.
+        pickled (as states: a row's numbers are this partition's own), so whoever
+        forwards them (the coordinator) never unpickles a state.
         """
         count = self.count
         if count == 1:
             return [b""]
+        w, n, r = self.width, self.config.clients, self.config.replicas
+        pending, rows, decode = self.pending, self.pending_rows, self.parts.state
         out: list[list[tuple[int, State]]] = [[] for _ in range(count)]
-        pending = self.pending
-        mine: list[tuple[int, State]] = []
+        mine_fps: array[int] = array("q")
+        mine_rows: array[int] = array("q")
         for batch in fps:
             for fp in batch:
                 owner = fp % count
-                (mine if owner == self.index else out[owner]).append((fp, pending[fp][1].state))
-        self.frontier = mine
-        self.pending = {}
+                at = pending[fp] * w
+                if owner == self.index:
+                    mine_fps.append(fp)
+                    mine_rows.extend(rows[at:at + w])
+                else:
+                    out[owner].append((fp, decode(rows, at, n, r)))
+        self.frontier_fps, self.frontier_rows = mine_fps, mine_rows
+        self._forget_pending()
         return [pickle.dumps(batch, pickle.HIGHEST_PROTOCOL) if batch else b"" for batch in out]
 
     def receive(self, batches: list[bytes]) -> tuple[int, int]:
@@ -226,26 +421,16 @@ class Partition:
         Returns the frontier's size and this process's peak resident memory in kB.
         """
         if self.count > 1:
-            intern = self._intern
+            fps, rows = self.frontier_fps, self.frontier_rows
+            adopt = self.parts.adopt  # they arrive as new objects: numbered by value, once
             for blob in batches:
                 if blob:
-                    self.frontier.extend((fp, intern(st)) for fp, st in pickle.loads(blob))
-            self.frontier.sort(key=lambda item: item[0])
-        return len(self.frontier), peak_kb()
-
-    def _intern(self, s: State) -> State:
-        """The same state made of this partition's own part objects, where it has them.
-
-        A state that arrives pickled is made of new objects; the memo and the fingerprint
-        look parts up by identity first, so each part is swapped for the equal one seen
-        before (looked up by value once, here).
-        """
-        parts = self._parts
-        clients, replicas, db, pubs, published, faults, overrun = s
-        return tuple.__new__(State, (
-            tuple([parts.setdefault(c, c) for c in clients]),
-            tuple([parts.setdefault(r, r) for r in replicas]),
-            parts.setdefault(db, db), parts.setdefault(pubs, pubs), published, faults, overrun))
+                    for fp, st in pickle.loads(blob):
+                        fps.append(fp)
+                        rows.extend(adopt(st))
+            self.frontier_fps, self.frontier_rows = array("q"), array("q")
+            self._hold(fps, rows)
+        return len(self.frontier_fps), peak_kb()
 
     def covered(self) -> set[tuple[str, ...]]:
         """Transition kinds and machine (state, input) pairs this partition's expansions took."""
@@ -253,23 +438,11 @@ class Partition:
 
     def owned(self) -> int:
         """How many states this partition owns."""
-        return len(self.seen)
+        return len(self.store)
 
     def parents(self, fps: list[int]) -> list[int | None]:
         """The parent fingerprint of each owned fingerprint (None when not owned)."""
-        out: list[int | None] = []
-        # a view of the array, which cannot grow while one exists: dropped on the way out
-        keys = np.frombuffer(self.stored, dtype=np.int64)
-        try:
-            for fp in fps:
-                if fp not in self.seen:
-                    out.append(None)
-                    continue
-                at = int(np.flatnonzero(keys == fp)[0])
-                out.append(self.stored_parents[at])
-        finally:
-            del keys
-        return out
+        return self.store.parents(fps)
 
     def settled(self) -> SettledPart:
         """The settled part of the graph this partition expanded (see ``SettledPart``)."""
@@ -278,9 +451,5 @@ class Partition:
 
     def memory(self) -> dict[str, int]:
         """Peak resident memory of this process and the bytes its stored states take."""
-        seen = self.seen
-        sample = list(itertools.islice(seen, 1000))
-        per_int = sum(sys.getsizeof(k) for k in sample) / max(1, len(sample))
-        arrays = sum(a.buffer_info()[1] * a.itemsize for a in (self.stored, self.stored_parents))
-        stored = sys.getsizeof(seen) + int(per_int * len(seen)) + arrays
-        return {"peak_kb": peak_kb(), "stored_bytes": stored, "stored_states": len(seen)}
+        return {"peak_kb": peak_kb(), "stored_bytes": self.store.nbytes(),
+                "stored_states": len(self.store)}

@@ -57,9 +57,9 @@ def test_a_partition_answers_parents_and_keeps_searching_after() -> None:
     part = Partition(0, 1, WorldConfig(events=1, faults=0), {})
     root = part.start()
     part.expand()
-    children = [fp for fp, _ in part.frontier]
+    children = list(part.frontier_fps)
     assert children and part.owned() == 1 + len(children)
     assert part.parents([root, *children, root + 1]) == [root, *[root] * len(children), None]
     part.expand()  # stores the grandchildren: the arrays grow after the lookup
-    grand = [fp for fp, _ in part.frontier]
+    grand = list(part.frontier_fps)
     assert grand and set(part.parents(grand)) <= set(children)
