@@ -445,9 +445,13 @@ class Partition:
         return self.store.parents(fps)
 
     def settled(self) -> SettledPart:
-        """The settled part of the graph this partition expanded (see ``SettledPart``)."""
-        return (self.edge_keys, self.edge_ends, self.edge_targets, self.conv, self.undet_keys,
-                self.undet_masks)
+        """The settled part of the graph this partition expanded (see ``SettledPart``), handed
+        over: the partition lets go of it (the search is over when it is asked)."""
+        out = (self.edge_keys, self.edge_ends, self.edge_targets, self.conv, self.undet_keys,
+               self.undet_masks)
+        self.edge_keys, self.edge_ends, self.edge_targets = array("q"), array("q"), array("q")
+        self.conv, self.undet_keys, self.undet_masks = array("q"), array("q"), array("q")
+        return out
 
     def memory(self) -> dict[str, int]:
         """Peak resident memory of this process and the bytes its stored states take."""

@@ -82,10 +82,25 @@ def steps_of(config: WorldConfig, start: State, path: Sequence[Transition]) -> l
     return steps
 
 
-class SettledGraph:
-    """The settled states of every partition, numbered densely, their edges in flat arrays."""
+#: edges converted or compared at a time (bounds the temporary arrays to a few tens of MB)
+CHUNK = 1 << 22
 
-    def __init__(self, parts: Sequence[SettledPart]) -> None:
+
+def index_dtype(n: int) -> Any:
+    """The smallest numpy integer type that numbers ``n`` nodes and one more (int32 mostly)."""
+    return np.int32 if n + 1 < 2**31 else np.int64
+
+
+class SettledGraph:
+    """The settled states of every partition, numbered densely, their edges in flat arrays.
+
+    Building it empties ``parts`` (each partition's arrays are dropped once converted), and
+    successors are numbered in 32 bits while the graph has fewer than 2**31 states: two
+    clients and two replicas settle about 20 M states with 100 M edges, which the older
+    build held several times over in 64-bit copies (6.1 GB at peak).
+    """
+
+    def __init__(self, parts: list[SettledPart]) -> None:
         def flat(n: int) -> Any:
             chunks = [np.asarray(part[n], dtype=np.int64) for part in parts]
             return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
@@ -93,17 +108,26 @@ class SettledGraph:
         self.fps = flat(0)  #: dense index -> fingerprint
         self._order = np.argsort(self.fps, kind="stable")
         self._sorted = self.fps[self._order]
-        ends = [np.asarray(part[1], dtype=np.int64) for part in parts]
-        offsets = np.cumsum([0] + [len(part[2]) for part in parts[:-1]])
+        n = len(self.fps)
+        sizes = [len(part[2]) for part in parts]
+        offsets = np.cumsum([0, *sizes[:-1]])
         #: successors of node u: targets[starts[u]:starts[u + 1]], -1 for a state not settled
         self.starts = np.concatenate([np.zeros(1, dtype=np.int64),
-                                      *[e + off for e, off in zip(ends, offsets, strict=True)]])
-        self.targets = self.dense(flat(2))
-        n = len(self.fps)
+                                      *[np.asarray(part[1], dtype=np.int64) + off
+                                        for part, off in zip(parts, offsets, strict=True)]])
         self.conv = np.zeros(n, dtype=bool)  #: converged, by dense index
         self.conv[self.dense(flat(3))] = True
         self.undet = np.zeros(n, dtype=np.int64)  #: undetected replicas' mask, by dense index
         self.undet[self.dense(flat(4))] = flat(5)
+        self.targets = np.empty(sum(sizes), dtype=index_dtype(n))
+        at = 0
+        while parts:  # one partition at a time, dropped once its successors are numbered
+            raw = parts.pop(0)[2]
+            for lo in range(0, len(raw), CHUNK):
+                chunk = np.asarray(raw[lo:lo + CHUNK], dtype=np.int64)
+                self.targets[at + lo:at + lo + len(chunk)] = self.dense(chunk)
+            at += len(raw)
+            del raw
 
     def dense(self, fps: Any) -> Any:
         """The dense index of each fingerprint (-1 for one not settled)."""
@@ -122,8 +146,11 @@ class SettledGraph:
 
 
 def liveness_violations(config: WorldConfig, canon: Canon, pool: Pool, root: int,
-                        settled: Sequence[SettledPart], already: set[str]) -> list[Violation]:
-    """Bottom components of the settled graph where clients never converge or a death stays unseen."""
+                        settled: list[SettledPart], already: set[str]) -> list[Violation]:
+    """Bottom components of the settled graph where clients never converge or a death stays unseen.
+
+    Empties ``settled`` (see :class:`SettledGraph`).
+    """
     graph = SettledGraph(settled)
     fps, conv, undet = graph.fps, graph.conv, graph.undet
     found: dict[str, tuple[int, set[int]]] = {}
@@ -191,21 +218,40 @@ def bottom_components_dense(n: int, starts: Any, targets: Any) -> Iterator[list[
     Strong components come from scipy's compiled Tarjan on a sparse matrix (a Python
     Tarjan spent half a minute on two clients' settled graph); a component is bottom when
     no edge leaves it. Every node outside the graph is one extra node n, which no bottom
-    component may reach.
+    component may reach. Memory beyond the arrays given: the matrix shares ``targets``
+    when it is a 32-bit numpy array (outside nodes are renumbered n in place, and back
+    after), its values take a byte an edge, and edges are compared in chunks.
     """
     if n == 0:
         return
     st = np.asarray(starts, dtype=np.int64)
-    tg = np.asarray(targets, dtype=np.int64)
-    tg = np.where(tg < 0, n, tg)
-    indptr = np.append(st, st[-1])  # node n (outside) has no edges
-    graph = csr_matrix((np.ones(len(tg), dtype=np.int32), tg, indptr), shape=(n + 1, n + 1))
-    count, labels = connected_components(graph, directed=True, connection="strong")
-    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(st))
-    leaving = labels[src] != labels[tg]
-    bad = np.zeros(count, dtype=bool)
-    bad[labels[src[leaving]]] = True
-    bad[labels[n]] = True
+    dtype = index_dtype(n)
+    tg = np.asarray(targets, dtype=dtype)
+    outside = np.flatnonzero(tg < 0)
+    tg[outside] = n  # (restored below, when tg is the caller's own array)
+    try:
+        indptr = np.append(st, st[-1]).astype(dtype)  # node n (outside) has no edges
+        # one byte an edge; scipy takes a float64 copy of it while it runs. (A float64
+        # matrix given to it as is hangs scipy 1.17's strong components on a node whose
+        # edges all lead to the same node: seen with a broadcast and with a real array.)
+        ones = np.ones(len(tg), dtype=np.int8)
+        graph = csr_matrix((ones, tg, indptr), shape=(n + 1, n + 1))
+        count, labels = connected_components(graph, directed=True, connection="strong")
+        del graph
+        bad = np.zeros(count, dtype=bool)
+        bad[labels[n]] = True
+        # a component is bad when an edge leaves it: compared a block of nodes at a time
+        lo = 0
+        while lo < n:
+            hi = min(n, int(np.searchsorted(st, st[lo] + CHUNK, side="right")))
+            hi = max(hi, lo + 1)
+            src = np.repeat(np.arange(lo, hi, dtype=dtype), np.diff(st[lo:hi + 1]))
+            dst = tg[st[lo]:st[hi]]
+            leaving = labels[src] != labels[dst]
+            bad[labels[src[leaving]]] = True
+            lo = hi
+    finally:
+        tg[outside] = -1
     mine = labels[:n]
     keep = np.flatnonzero(~bad[mine])
     if not len(keep):

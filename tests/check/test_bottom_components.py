@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from array import array
 
 import networkx as nx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,3 +69,16 @@ def test_settled_graph_from_partitions_keeps_every_edge_and_mark(
                   for c in bottom_components_dense(len(graph.fps), graph.starts, graph.targets)),
                  key=sorted)
     assert got == _expected(edges)
+
+
+def test_chunked_numbering_and_comparing_agree_with_networkx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Successors numbered and edges compared two at a time: the same components."""
+    import sims.check.trace as trace
+
+    monkeypatch.setattr(trace, "CHUNK", 2)
+    rng = random.Random(7)
+    for _ in range(300):
+        edges = {rng.randint(0, 30): [rng.randint(0, 35) for _ in range(rng.randint(0, 5))]
+                 for _ in range(rng.randint(0, 30))}
+        got = sorted((frozenset(c) for c in bottom_components(edges)), key=sorted)
+        assert got == _expected(edges)
