@@ -31,6 +31,7 @@ import pickle
 import resource
 import sys
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,13 @@ class Store:
                 + self.cold.nbytes + self.cold_parents.nbytes)
 
 
+def _row(s: State, code: Callable[[Any], int]) -> list[int]:
+    """The state as a row, each part numbered by ``code``."""
+    clients, replicas, db, pubs, published, faults, overrun = s
+    return [*[code(c) for c in clients], *[code(r) for r in replicas], code(db), code(pubs),
+            published, faults, overrun]
+
+
 class Parts:
     """Every distinct part (client slot, replica, database, publishers) a partition's states
     are made of, numbered: a held state is then a row of small ints, 8 bytes a field.
@@ -174,10 +182,7 @@ class Parts:
     def row(self, s: State) -> list[int]:
         """The state as a row: its clients', replicas', database's and publishers' numbers,
         then its counters."""
-        code = self.code
-        clients, replicas, db, pubs, published, faults, overrun = s
-        return [*[code(c) for c in clients], *[code(r) for r in replicas], code(db), code(pubs),
-                published, faults, overrun]
+        return _row(s, self.code)
 
     def adopt(self, s: State) -> list[int]:
         """The row of a state made of objects never seen before (one that arrived pickled)."""
@@ -190,9 +195,7 @@ class Parts:
                 objs.append(obj)
             return got
 
-        clients, replicas, db, pubs, published, faults, overrun = s
-        return [*[code(c) for c in clients], *[code(r) for r in replicas], code(db), code(pubs),
-                published, faults, overrun]
+        return _row(s, code)
 
     def state(self, rows: array[int], at: int, clients: int, replicas: int) -> State:
         """The state whose row starts at ``rows[at]``, made of the numbered parts."""
