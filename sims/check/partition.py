@@ -154,8 +154,9 @@ class Parts:
     """Every distinct part (client slot, replica, database, publishers) a partition's states
     are made of, numbered: a held state is then a row of small ints, 8 bytes a field.
 
-    A state held as Python objects took about 420 bytes on the frontier and 600 in the
-    pending table (its transition with it); as a row it takes ``8 * (clients + replicas + 5)``.
+    A state held as Python objects took about 420 bytes on the frontier (two clients), and
+    more in the pending table, its transition with it; as a row it takes
+    ``8 * (clients + replicas + 5)``.
     Decoding hands out the numbered objects themselves, so the memo and the fingerprint,
     which look parts up by identity first, find them.
     """
