@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from model.invariants import converged, undetected, violations
+from model.memo import remember
 from model.world import Kind, Memo, State, Transition, WorldConfig, enabled, initial
-from model.world_shell import keep as keep_id
 from sims.check.canon import Canon, key_code
 from sims.check.coverage import coverage_of
 
@@ -74,9 +74,10 @@ class Store:
     """The fingerprints a partition owns and each one's parent: a set for the newest levels,
     one sorted pair of numpy arrays for the rest.
 
-    In breadth-first order almost every transition that reaches a stored state reaches
-    one of the last few levels (two clients, two replicas, two publishers: 99.7 % within
-    three levels), so those answer from a set as the states are expanded; the candidates
+    In breadth-first order almost every transition that reaches a found state reaches
+    the level being built or one of the last few (two clients, two replicas, two
+    publishers: 99.85 % within three stored levels, ``benchmarks/levels.py --gaps``), so
+    those answer from a set as the states are expanded; the candidates
     left are looked up in the sorted arrays once per level, together (:meth:`unseen`). A
     state held there takes 16 bytes, against about 90 in a set of ints and two flat arrays.
     """
@@ -173,11 +174,14 @@ class Parts:
         hit = self.by_id.get(id(obj))
         if hit is not None and hit[0] is obj:
             return hit[1]
+        return remember(self.by_id, obj, self.number(obj))
+
+    def number(self, obj: Any) -> int:
+        """The part's number, looked up by value (numbering it if new)."""
         code = self.by_value.get(obj)
         if code is None:
             code = self.by_value[obj] = len(self.objs)
             self.objs.append(obj)
-        keep_id(self.by_id, id(obj), (obj, code))
         return code
 
     def row(self, s: State) -> list[int]:
@@ -186,17 +190,9 @@ class Parts:
         return _row(s, self.code)
 
     def adopt(self, s: State) -> list[int]:
-        """The row of a state made of objects never seen before (one that arrived pickled)."""
-        number = self.by_value.setdefault
-        objs = self.objs
-
-        def code(obj: Any) -> int:
-            got = number(obj, len(objs))
-            if got == len(objs):
-                objs.append(obj)
-            return got
-
-        return _row(s, code)
+        """The row of a state made of objects never seen before (one that arrived pickled):
+        numbered by value, and not remembered by identity, since they are dropped after."""
+        return _row(s, self.number)
 
     def state(self, rows: array[int], at: int, clients: int, replicas: int) -> State:
         """The state whose row starts at ``rows[at]``, made of the numbered parts."""
@@ -223,7 +219,7 @@ class Partition:
         only = options.get("only")
         self.only: frozenset[str] | None = frozenset(only) if only is not None else None
         #: owned fingerprints and each one's parent (the root's is itself)
-        self.store = Store(options.get("hot_levels", HOT_LEVELS))
+        self.store = Store(HOT_LEVELS)
         self.parts = Parts()
         #: a held state's row: clients, replicas, db, publishers, then three counters
         self.width = config.clients + config.replicas + 5
@@ -256,12 +252,6 @@ class Partition:
             self.frontier_fps = array("q", [fp])
             self.frontier_rows = array("q", self.parts.row(s0))
         return fp
-
-    def held(self) -> list[tuple[int, State]]:
-        """The frontier: each state's fingerprint and the state, in fingerprint order."""
-        w, n, r = self.width, self.config.clients, self.config.replicas
-        state, rows = self.parts.state, self.frontier_rows
-        return [(fp, state(rows, i * w, n, r)) for i, fp in enumerate(self.frontier_fps)]
 
     def expand(self) -> LevelReport:
         """Judge and expand the frontier; return the candidates for each owner."""
