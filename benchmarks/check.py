@@ -7,7 +7,8 @@ cumulative time, in the JSON), ``--top N`` (how many entries, 15), and any
 ``check()`` option as ``--workers N`` / ``--scheduler ADDRESS`` /
 ``--no-reduction``; ``--ratios`` also runs each world without reductions;
 ``--teeth`` hunts each seed fix's bug (F1..F5 off, one at a time) in the world of
-two clients and two replicas and reports the seconds to its shortest counterexample.
+two clients and two replicas and reports the seconds to its shortest counterexample;
+``--compiled`` runs all of it on the mypyc build (:mod:`sims.check.compiled`).
 Figures are wall time on a shared machine: quote them with the command and the
 load average recorded; ``states_per_cpu_second`` (one process) is steadier.
 """
@@ -21,11 +22,12 @@ import json
 import os
 import platform
 import pstats
+import sys
 from typing import Any
 
 from model.fixes import Fixes, info
 from model.world import WorldConfig
-from sims.check import check
+from sims.check import check, compiled
 
 CONFIGS = {
     "default": WorldConfig(),
@@ -92,7 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scheduler", help="a Dask scheduler address (with --workers N actors)")
     p.add_argument("--teeth", action="store_true",
                    help="only hunt F1..F5's bugs in the two-client, two-replica world")
+    p.add_argument("--compiled", action="store_true",
+                   help="run on the mypyc build of model/ and the checker's loop "
+                   "(sims.check.compiled; built first if need be)")
     args = p.parse_args(argv)
+    if args.compiled and not compiled.active():
+        build = compiled.ensure_built(lambda m: print(m, file=sys.stderr))
+        rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--compiled"]
+        raise SystemExit(compiled.rerun(["-P", __file__, *rest], build))
     names = args.only or [n for n in CONFIGS if n not in SLOW and (not args.quick or n in QUICK)]
     options: dict[str, Any] = {}
     if args.workers != 1:
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                 "ratio": round(plain.states / r.states, 2),
                 "same_verdicts": plain.invariants == r.invariants}
     out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                           "compiled": compiled.active(),
                            "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
                            "options": options, "results": results}
     if args.profile:

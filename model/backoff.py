@@ -482,7 +482,7 @@ def parse_spec(text: str) -> PolicySpec:
             else:
                 raise _bad(text, f"max_attempts is a whole number >= 1 or inf, got {raw!r}")
             continue
-        if key not in (*_NUMBERS, "jitter"):
+        if key not in _NUMBERS and key != "jitter":
             raise _bad(text, f"unknown key {key!r}")
         try:
             value = float(raw)

@@ -62,14 +62,11 @@ def bit(seq: int) -> int:
     return 1 << (seq - 1)
 
 
-class _Detached(tuple):  # type: ignore[type-arg]
-    """No clients: a replica's move computed on its own (``model.world.Memo``)."""
-
-    __slots__ = ()
-
-
-#: The clients of a state built to compute one replica's own moves without them.
-DETACHED: tuple[ClientSlot, ...] = _Detached()
+#: The clients of a state built to compute one replica's own moves without them: an
+#: empty tuple of its own (told apart by identity), of a subclass made with ``type()``
+#: because mypyc (``sims.check.compiled``) cannot compile a class that subclasses tuple.
+DETACHED: tuple[ClientSlot, ...] = type("_Detached", (tuple,), {
+    "__slots__": (), "__doc__": "No clients: a replica's move computed on its own."})()
 
 
 class FansOut(Exception):

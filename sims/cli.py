@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sselab`` with ``argv`` (default: the process's arguments); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to run again (check --compiled)
     try:
         status: int = args.func(args)
     except KeyboardInterrupt:
