@@ -42,6 +42,7 @@ PACKAGES = ("model", "sims")
 #: Set in the child that runs on a build: the build's directory.
 ENV = "SSELAB_COMPILED"
 _DONE = "BUILT"  #: written last into a finished build
+KEEP = 3  #: builds kept in the cache: the newest, by when they were last used
 
 #: How a build is made: mypycify the files, build them in place with both cores.
 _SETUP = """
@@ -49,7 +50,8 @@ import sys
 from setuptools import setup
 from mypyc.build import mypycify
 files = sys.argv[1:]
-setup(name="sselab-compiled", py_modules=[], ext_modules=mypycify(files, opt_level="3", multi_file=True),
+setup(name="sselab-compiled", py_modules=[],
+      ext_modules=mypycify(files, opt_level="3", debug_level="0", multi_file=True),
       script_args=["build_ext", "--inplace", "--parallel", str(max(1, __import__("os").cpu_count() or 1))])
 """
 
@@ -163,6 +165,7 @@ def ensure_built(echo: Callable[[str], None] = lambda _m: None, root: Path | Non
     root = root or source_root()
     target = cache_root() / build_key(root)
     if (target / _DONE).exists():
+        (target / _DONE).touch()  # used now: kept the longest
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = target.parent / f"{target.name}.{os.getpid()}.tmp"
@@ -195,7 +198,16 @@ def ensure_built(echo: Callable[[str], None] = lambda _m: None, root: Path | Non
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _prune(target.parent)
     return target
+
+
+def _prune(cache: Path) -> None:
+    """Remove all but the :data:`KEEP` builds used last (each is some 40 MB)."""
+    built = sorted((p for p in cache.iterdir() if (p / _DONE).exists()),
+                   key=lambda p: (p / _DONE).stat().st_mtime, reverse=True)
+    for old in built[KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _clean_env() -> dict[str, str]:

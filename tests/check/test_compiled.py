@@ -79,6 +79,18 @@ def test_build_key_follows_every_source_byte(tmp_path: Path) -> None:
     assert len({before, compiled.build_key(root)}) == 2
 
 
+def test_the_cache_keeps_the_builds_used_last(tmp_path: Path) -> None:
+    for n in range(5):
+        build = tmp_path / f"build{n}"
+        build.mkdir()
+        (build / "BUILT").write_text("")
+        os.utime(build / "BUILT", (1_000_000 + n, 1_000_000 + n))
+    (tmp_path / "build9.123.tmp").mkdir()  # another process's build under way
+    compiled._prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build2", "build3", "build4",
+                                                          "build9.123.tmp"]
+
+
 def test_missing_compiler_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("mypy")
