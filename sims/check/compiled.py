@@ -44,7 +44,8 @@ ENV = "SSELAB_COMPILED"
 _DONE = "BUILT"  #: written last into a finished build
 KEEP = 3  #: builds kept in the cache: the newest, by when they were last used
 
-#: How a build is made: mypycify the files, build them in place with both cores.
+#: How a build is made: mypycify the files and build them in place (``--parallel`` helps
+#: little: multi_file output is one extension, compiled one C file after another).
 _SETUP = """
 import sys
 from setuptools import setup
