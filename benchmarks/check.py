@@ -99,9 +99,12 @@ def main(argv: list[str] | None = None) -> None:
                    "(sims.check.compiled; built first if need be)")
     args = p.parse_args(argv)
     if args.compiled and not compiled.active():
-        build = compiled.ensure_built(lambda m: print(m, file=sys.stderr))
         rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--compiled"]
-        raise SystemExit(compiled.rerun(["-P", __file__, *rest], build))
+        try:
+            status = compiled.run_on_build([__file__, *rest], lambda m: print(m, file=sys.stderr))
+        except compiled.CompileError as exc:
+            raise SystemExit(f"check.py --compiled: {exc}") from None
+        raise SystemExit(status)
     names = args.only or [n for n in CONFIGS if n not in SLOW and (not args.quick or n in QUICK)]
     options: dict[str, Any] = {}
     if args.workers != 1:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["COMPILED", "CompileError", "active", "build_key", "cache_root", "ensure_built",
-           "make_picklable", "rerun", "source_root"]
+           "make_picklable", "run_on_build", "source_root"]
 
 #: Source files compiled (relative to the root): every machine and the world, and the
 #: checker's fingerprinting and partition loop; the rest stays Python.
@@ -219,9 +219,18 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def rerun(argv: Sequence[str], build: Path) -> int:
-    """Run ``python argv...`` on ``build`` (first on the path) in a child; its exit status."""
+def run_on_build(argv: Sequence[str], echo: Callable[[str], None] = lambda _m: None) -> int:
+    """Run ``python argv...`` in a child on the build (made first if need be); its exit status.
+
+    Raises CompileError when there is no build, or when this process is already such a
+    child and still runs the pure modules (so it never starts another, and another).
+    """
+    if os.environ.get(ENV):
+        raise CompileError(f"the build in {os.environ[ENV]} did not load (the pure model/ "
+                           "came first on the path)")
+    build = ensure_built(echo)
     env = dict(os.environ)
     env[ENV] = str(build)
     env["PYTHONPATH"] = os.pathsep.join([str(build), *filter(None, [env.get("PYTHONPATH")])])
-    return subprocess.run([sys.executable, *argv], env=env, check=False).returncode
+    # -P: not the working directory first on the path, where a checkout's pure model/ is
+    return subprocess.run([sys.executable, "-P", *argv], env=env, check=False).returncode

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from model.fixes import Fixes
@@ -137,17 +136,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _on_build(args: argparse.Namespace) -> int:
     """Run this very command again in a child on the compiled build (made first if need be)."""
-    if os.environ.get(compiled.ENV):
-        print(f"sselab check: error: the build in {os.environ[compiled.ENV]} did not load "
-              "(the pure model/ came first on the path)", file=sys.stderr)
-        return 2
     try:
-        build = compiled.ensure_built(lambda m: print(f"sselab check: {m}", file=sys.stderr))
+        return compiled.run_on_build(["-m", "sims.cli", *args.argv],
+                                     lambda m: print(f"sselab check: {m}", file=sys.stderr))
     except compiled.CompileError as exc:
         print(f"sselab check: error: {exc}", file=sys.stderr)
         return 2
-    # -P: not the working directory first on the path, where a checkout's pure model/ is
-    return compiled.rerun(["-P", "-m", "sims.cli", *args.argv], build)
 
 
 def _simulate(args: argparse.Namespace, config: WorldConfig) -> int:
