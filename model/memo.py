@@ -77,7 +77,8 @@ class Memo:
     (a mutant is swapped in).
     """
 
-    __slots__ = ("by_id", "clients", "judged", "pieces", "replicas", "replicas_by_id")
+    __slots__ = ("by_id", "clients", "judged", "pieces", "replicas", "replicas_by_id", "skipped",
+                 "spans", "track_spans")
 
     def __init__(self) -> None:
         self.clients: dict[tuple[int, ClientSlot, Db, bool], tuple[ClientMove, ...]] = {}
@@ -92,15 +93,33 @@ class Memo:
         self.judged: dict[int, tuple[ClientSlot, int]] = {}
         #: what each client's part of a world-wide move gave (model.world_shell.on_client)
         self.pieces = Pieces()
+        #: whether :meth:`extend` lists ``spans`` (a search with sleep sets asks for them)
+        self.track_spans = False
+        #: of the last :meth:`extend` (with ``track_spans``): each remembered actor's moves
+        #: listed, in order, as
+        #: (actor bit, first index in ``out``, end index);
+        #: replica ``r`` is bit ``r``, client ``i`` bit ``replicas + i``; an actor ``skip``
+        #: left out is listed with no moves (start == end); a replica whose move fans out
+        #: to streams is not remembered and not listed
+        self.spans: list[tuple[int, int, int]] = []
+        #: of the last :meth:`extend`: how many moves the ``skip`` mask left out
+        self.skipped = 0
 
     def __len__(self) -> int:
         return len(self.clients) + len(self.replicas) + len(self.pieces)
 
     def extend(self, out: list[Transition], cfg: WorldConfig, s: State, budget: bool,
                replica_own: tuple[ActorEnabler, ...], awake_own: tuple[ActorEnabler, ...],
-               asleep_own: tuple[ActorEnabler, ...]) -> None:
-        """Append each replica's, then each client's own moves in ``s`` to ``out``."""
+               asleep_own: tuple[ActorEnabler, ...], skip: int = 0) -> None:
+        """Append each replica's, then each client's own moves in ``s`` to ``out``.
+
+        ``skip`` leaves out the remembered moves of the actors whose bits it sets (see
+        ``spans``); a replica whose move fans out is never left out.
+        """
         clients, replicas, db, pubs, published, faults, overrun = s
+        spans: list[tuple[int, int, int]] = []
+        track, skipped = self.track_spans, 0
+        n_replicas = len(replicas)
         new_tuple = tuple.__new__  # State(...) and Transition(...) without their Python __new__
         known_replicas, replicas_by_id = self.replicas, self.replicas_by_id
         for r, rep in enumerate(replicas):
@@ -119,10 +138,17 @@ class Memo:
                 for replica_enabler in replica_own:
                     out.extend(replica_enabler(cfg, s, r))
                 continue
+            if skip >> r & 1:
+                skipped += len(rmoves)
+                spans.append((r, len(out), len(out)))
+                continue
+            start = len(out)
             for kind, variant, args, feeds, new_rep, spent in rmoves:
                 reps = (*replicas[:r], new_rep, *replicas[r + 1:])
                 out.append(new_tuple(Transition, (kind, r, variant, args, feeds, new_tuple(
                     State, (clients, reps, db, pubs, published, faults + spent, overrun)))))
+            if track:
+                spans.append((r, start, len(out)))
         known_clients, by_id = self.clients, self.by_id
         for i, slot in enumerate(clients):
             fast = (i, id(slot), id(db), budget)
@@ -137,8 +163,16 @@ class Memo:
                         cfg, s, i, asleep_own if slot.asleep else awake_own)
                 moves = found
                 keep(by_id, fast, (slot, db, moves))
+            if skip >> (n_replicas + i) & 1:
+                skipped += len(moves)
+                spans.append((n_replicas + i, len(out), len(out)))
+                continue
+            start = len(out)
             for kind, variant, args, feeds, new, spent, over in moves:
                 after = (*clients[:i], new, *clients[i + 1:])
                 out.append(new_tuple(Transition, (kind, i, variant, args, feeds, new_tuple(
                     State, (after, replicas, db, pubs, published, faults + spent,
                             over if over > overrun else overrun)))))
+            if track:
+                spans.append((n_replicas + i, start, len(out)))
+        self.spans, self.skipped = spans, skipped

@@ -678,11 +678,13 @@ def _chosen(cfg: WorldConfig, budget: bool) -> _Chosen:
     return hit[1]
 
 
-def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transition]:
+def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None, skip: int = 0) -> list[Transition]:
     """Every transition enabled in ``s``: world-wide ones, then each replica's, each client's.
 
     ``memo`` (kept by the caller for one search of one world) remembers each client's
-    and each replica's own moves; the result is the same with or without it.
+    and each replica's own moves; the result is the same with or without it. ``skip``
+    (with a memo) leaves out the own moves of the actors whose bits it sets: replica
+    ``r`` is bit ``r``, client ``i`` bit ``replicas + i`` (``Memo.spans``).
     """
     budget = s.faults < cfg.faults
     world_wide, replica_own, awake_own, asleep_own = _chosen(cfg, budget)
@@ -691,8 +693,10 @@ def enabled(cfg: WorldConfig, s: State, memo: Memo | None = None) -> list[Transi
     for enabler in world_wide:
         out.extend(enabler(cfg, s, pieces))
     if memo is not None:
-        memo.extend(out, cfg, s, budget, replica_own, awake_own, asleep_own)
+        memo.extend(out, cfg, s, budget, replica_own, awake_own, asleep_own, skip)
         return out
+    if skip:
+        raise ValueError("enabled(skip=...) needs a memo: only remembered moves are left out")
     for r in range(len(s.replicas)):
         for replica_enabler in replica_own:
             out.extend(replica_enabler(cfg, s, r))
