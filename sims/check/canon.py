@@ -216,6 +216,7 @@ class Canon:
         self._last_slots: tuple[Any, ...] | None = None
         self._last_slot_perms: list[Perm] = []  #: the permutations the last clients' codes took
         self._last_clients: list[int] = []
+        self._last_best: Perm = ident  #: the permutation the last clients' codes were taken under
         self._last_rest: tuple[Any, ...] = (None,) * (len(fields) - 2)
         self._last_rest_code = 0
 
@@ -289,6 +290,7 @@ class Canon:
         if slots is self._last_slots and perms == self._last_slot_perms:
             return hash((rest, *placed, -1, *self._last_clients))
         best: list[int] | None = None
+        best_perm = perms[0]
         client_ids, symmetric = self._client_ids, self.client_symmetry
         for perm in perms:
             cids = client_ids[perm]
@@ -300,10 +302,37 @@ class Canon:
             if symmetric:
                 clients.sort()
             if best is None or clients < best:
-                best = clients
+                best, best_perm = clients, perm
         assert best is not None
         self._last_slots, self._last_slot_perms, self._last_clients = slots, perms, best
+        self._last_best = best_perm
         return hash((rest, *placed, -1, *best))
+
+    def places(self) -> list[int]:
+        """Where the last fingerprinted state's actors stand in its canonical form.
+
+        One entry per replica, then per client: its position (replica ``p`` at ``p``,
+        client ``q`` at ``replicas + q``), the same for every state of the orbit, or -1
+        for an actor whose code it shares with another (no position of its own).
+        """
+        codes, perm = self._last_codes, self._last_best
+        n = len(codes)
+        out: list[int] = []
+        for r, code in enumerate(codes):
+            if not self.replica_symmetry:
+                out.append(r)
+            else:
+                out.append(perm[r] if codes.count(code) == 1 else -1)
+        slots = self._last_slots
+        assert slots is not None
+        if not self.client_symmetry:
+            out.extend(range(n, n + len(slots)))
+            return out
+        placed = self._last_clients
+        for slot in slots:
+            code = self._client(slot, perm)
+            out.append(n + placed.index(code) if placed.count(code) == 1 else -1)
+        return out
 
     def _perms_placing(self, codes: list[int], placed: list[int]) -> list[Perm]:
         """Every permutation (old index -> new) that puts the codes in sorted order."""

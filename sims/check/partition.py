@@ -70,6 +70,36 @@ def peak_kb() -> int:
 HOT_LEVELS = 3
 
 
+def _sleep_sets(succ: list[Transition], spans: list[tuple[int, int, int]],
+                asleep: int) -> list[int] | None:
+    """Each of a state's transitions' sleep set for its target (actor bits), or None if all empty.
+
+    ``asleep`` is the state's own sleep set, ``spans`` its actors' own moves
+    (``Memo.spans``). A move of an actor's own passes on every other actor that is
+    asleep here or listed before it: each reads and changes only its actor (and the
+    database, which no such move writes), so the two commute, and neither disables the
+    other, except that a fault may spend the last of the budget: then the other actor's
+    faults are disabled for good (the budget only falls), so asleep they are not missed.
+    World-wide moves pass on nothing.
+    """
+    if len(spans) < 2:
+        return None
+    out = [0] * len(succ)
+    local = 0
+    for span in spans:
+        local |= 1 << span[0]
+    asleep &= local
+    prefix = 0  # the actors listed before, whose moves were taken here
+    for bit, start, end in spans:
+        z = (prefix | asleep) & ~(1 << bit)
+        if z:
+            for j in range(start, end):
+                out[j] = z
+        if not asleep >> bit & 1:
+            prefix |= 1 << bit
+    return out
+
+
 class Store:
     """The fingerprints a partition owns and each one's parent: a set for the newest levels,
     one sorted pair of numpy arrays for the rest.
@@ -216,6 +246,7 @@ class Partition:
                            dead=options.get("dead_fields", True))
         self.coverage: set[tuple[str, ...]] | None = set() if options.get("coverage") else None
         self.liveness: bool = options.get("liveness", True)
+        self.sleep: bool = options.get("sleep_sets", False)
         only = options.get("only")
         self.only: frozenset[str] | None = frozenset(only) if only is not None else None
         #: owned fingerprints and each one's parent (the root's is itself)
@@ -226,11 +257,15 @@ class Partition:
         #: the frontier, in fingerprint order: each state's fingerprint and its row
         self.frontier_fps: array[int] = array("q")
         self.frontier_rows: array[int] = array("q")
+        #: each frontier state's sleep set: the canonical places (``Canon.places``) of the
+        #: actors whose own moves it need not take (see the essay, Sleep sets)
+        self.frontier_masks: array[int] = array("q")
         #: this level's candidates: fingerprint -> its number here, and by that number its
         #: parent's fingerprint and its state's row (until the owner rules)
         self.pending: dict[int, int] = {}
         self.pending_parents: array[int] = array("q")
         self.pending_rows: array[int] = array("q")
+        self.pending_masks: array[int] = array("q")  #: and its sleep set so far
         #: the settled states (flat: 8 bytes a state or an edge): each one, where its
         #: successors end in ``edge_targets``, and those successors
         self.edge_keys: array[int] = array("q")
@@ -241,6 +276,7 @@ class Partition:
         self.undet_keys: array[int] = array("q")
         self.undet_masks: array[int] = array("q")
         self.memo = Memo()  #: each client's and replica's own moves (model.world.enabled)
+        self.memo.track_spans = self.sleep
 
     def start(self) -> int:
         """Seed the initial state if this partition owns it; return its fingerprint."""
@@ -251,6 +287,7 @@ class Partition:
         if mine:
             self.frontier_fps = array("q", [fp])
             self.frontier_rows = array("q", self.parts.row(s0))
+            self.frontier_masks = array("q", [0])
         return fp
 
     def expand(self) -> LevelReport:
@@ -258,19 +295,20 @@ class Partition:
         cfg = self.config
         fingerprint = self.canon.fingerprint
         count, seen, pending = self.count, self.store.hot, self.pending
-        parents, cand_rows = self.pending_parents, self.pending_rows
+        parents, cand_rows, cand_masks = self.pending_parents, self.pending_rows, self.pending_masks
         row, decode = self.parts.row, self.parts.state
         w, n_clients, n_replicas = self.width, cfg.clients, cfg.replicas
-        rows = self.frontier_rows
-        only, liveness = self.only, self.liveness
+        rows, masks = self.frontier_rows, self.frontier_masks
+        only, liveness, sleep = self.only, self.liveness, self.sleep
+        places = self.canon.places
         memo = self.memo
         unsettling = _UNSETTLING
         clients = range(cfg.clients)
         replicas = range(cfg.replicas)
         sym_replicas = self.canon.replica_symmetry
         bad_first: dict[str, int] = {}
-        spared: dict[str, int] = {}  # what a reduction spared (none yet beyond symmetry)
-        transitions = 0
+        spared: dict[str, int] = {}  # what a reduction spared: moves the sleep sets left out
+        transitions = slept = 0
         for i, fp in enumerate(self.frontier_fps):
             state = decode(rows, i * w, n_clients, n_replicas)
             bad = violations(cfg, state, memo)
@@ -281,27 +319,50 @@ class Partition:
                     if name not in bad_first or fp < bad_first[name]:
                         bad_first[name] = fp
                 continue
-            succ = enabled(cfg, state, memo)
+            skip = 0
+            if masks[i]:  # its sleep set, from canonical places to this state's actors
+                fingerprint(state)
+                asleep = masks[i]
+                skip = sum(1 << a for a, place in enumerate(places())
+                           if place >= 0 and asleep >> place & 1)
+            succ = enabled(cfg, state, memo, skip)
             settled = liveness and not any(t.kind in unsettling for t in succ)
+            if skip:
+                if settled:  # a settled state is expanded in full: liveness reads its edges
+                    succ = enabled(cfg, state, memo)
+                    settled = not any(t.kind in unsettling for t in succ)
+                else:
+                    slept += memo.skipped
+            sleeps = _sleep_sets(succ, memo.spans, skip) if sleep else None
             if self.coverage is not None:
                 self.coverage.update(coverage_of(succ))
             transitions += len(succ)
             outs: list[int] = []
             first = len(parents)  # the candidates numbered from here on are this state's
             mine: list[Transition] = []
-            for t in succ:
+            for j, t in enumerate(succ):
                 nfp = fingerprint(t[5])  # t.state
                 if settled:
                     outs.append(nfp)
                 if nfp in seen:
                     continue
+                zs = 0
+                if sleeps is not None and sleeps[j]:  # to canonical places, numbering-free
+                    z = sleeps[j]
+                    for a, place in enumerate(places()):
+                        if place >= 0 and z >> a & 1:
+                            zs |= 1 << place
                 at = pending.get(nfp)
                 if at is None:
                     pending[nfp] = len(parents)
                     parents.append(fp)
                     cand_rows.extend(row(t[5]))
+                    cand_masks.append(zs)
                     mine.append(t)
-                elif at >= first and key_code(t.key) < key_code(mine[at - first].key):
+                    continue
+                if sleep:
+                    cand_masks[at] &= zs  # sound for every edge in: the intersection
+                if at >= first and key_code(t.key) < key_code(mine[at - first].key):
                     # a sibling's: the frontier is in fingerprint order, so a candidate numbered
                     # before this state's first came from a smaller parent, which wins
                     cand_rows[at * w:(at + 1) * w] = array("q", row(t[5]))
@@ -318,7 +379,10 @@ class Partition:
                     # judge "some replica undetected" (sound: see the essay, Liveness).
                     self.undet_keys.append(fp)
                     self.undet_masks.append(1 if sym_replicas else mask)
+        if slept:
+            spared["sleep_sets"] = slept
         self.frontier_fps, self.frontier_rows = array("q"), array("q")
+        self.frontier_masks = array("q")
         out: list[array[int]] = [array("q") for _ in range(count)]
         if count == 1:  # its own owner: every pending state not stored long ago is new, and wins
             fps = array("q", pending)  # in the order they were numbered
@@ -329,22 +393,25 @@ class Partition:
                 parents = array("q", np.frombuffer(parents, dtype=np.int64)[new].tobytes())
                 cand_rows = array("q", np.frombuffer(cand_rows, dtype=np.int64)
                                   .reshape(-1, w)[new].tobytes())
+                cand_masks = array("q", np.frombuffer(cand_masks, dtype=np.int64)[new].tobytes())
             del keys  # a view of ``fps``, which could not grow while it exists
             self.store.add_level(fps, parents)
-            self._hold(fps, cand_rows)
+            self._hold(fps, cand_rows, cand_masks)
             self._forget_pending()
             return out, transitions, bad_first, spared
         for nfp, at in pending.items():
-            out[nfp % count].extend((nfp, parents[at]))
+            out[nfp % count].extend((nfp, parents[at], cand_masks[at]))
         return out, transitions, bad_first, spared
 
     def _forget_pending(self) -> None:
         self.pending = {}
         self.pending_parents = array("q")
         self.pending_rows = array("q")
+        self.pending_masks = array("q")
 
-    def _hold(self, fps: array[int], rows: array[int]) -> None:
-        """Make ``fps`` (with their rows, in the same order) the frontier, in fingerprint order."""
+    def _hold(self, fps: array[int], rows: array[int], masks: array[int]) -> None:
+        """Make ``fps`` (with their rows and sleep sets, in the same order) the frontier, in
+        fingerprint order."""
         if not fps:
             return
         keys = np.frombuffer(fps, dtype=np.int64)
@@ -352,29 +419,35 @@ class Partition:
         self.frontier_fps = array("q", keys[order].tobytes())
         self.frontier_rows = array("q", np.frombuffer(rows, dtype=np.int64)
                                    .reshape(-1, self.width)[order].tobytes())
+        self.frontier_masks = array("q", np.frombuffer(masks, dtype=np.int64)[order].tobytes())
         del keys  # numpy views of the arrays, which could not grow while they exist
 
     def claim(self, batches: list[tuple[int, array[int]]]) -> list[array[int]]:
-        """As owner: rule on candidates ``(generator, [fp, parent, ...])``; winners per generator.
+        """As owner: rule on candidates ``(generator, [fp, parent, sleep set, ...])``; winners per
+        generator, each with the intersection of its candidates' sleep sets.
 
         A parent is expanded by one generator only, so the smallest parent decides.
         """
         seen = self.store.hot
-        best: dict[int, tuple[int, int]] = {}
+        best: dict[int, tuple[int, int, int]] = {}
         for gen, flat in batches:
             it = iter(flat)
-            for fp, pfp in zip(it, it, strict=True):
+            for fp, pfp, zs in zip(it, it, it, strict=True):
                 if fp in seen:
                     continue
                 cur = best.get(fp)
-                if cur is None or pfp < cur[0]:
-                    best[fp] = (pfp, gen)
+                if cur is None:
+                    best[fp] = (pfp, gen, zs)
+                elif pfp < cur[0]:
+                    best[fp] = (pfp, gen, zs & cur[2])
+                elif zs & cur[2] != cur[2]:
+                    best[fp] = (cur[0], cur[1], zs & cur[2])
         won: list[array[int]] = [array("q") for _ in range(self.count)]
         fps, parents = array("q"), array("q")
         new = self.store.unseen(np.array(list(best), dtype=np.int64)).tolist() if best else []
-        for (fp, (pfp, gen)), fresh in zip(best.items(), new, strict=True):
+        for (fp, (pfp, gen, zs)), fresh in zip(best.items(), new, strict=True):
             if fresh:  # not stored in an older level either
-                won[gen].append(fp)
+                won[gen].extend((fp, zs))
                 fps.append(fp)
                 parents.append(pfp)
         self.store.add_level(fps, parents)
@@ -393,19 +466,23 @@ class Partition:
             return [b""]
         w, n, r = self.width, self.config.clients, self.config.replicas
         pending, rows, decode = self.pending, self.pending_rows, self.parts.state
-        out: list[list[tuple[int, State]]] = [[] for _ in range(count)]
+        out: list[list[tuple[int, State, int]]] = [[] for _ in range(count)]
         mine_fps: array[int] = array("q")
         mine_rows: array[int] = array("q")
+        mine_masks: array[int] = array("q")
         for batch in fps:
-            for fp in batch:
+            it = iter(batch)
+            for fp, zs in zip(it, it, strict=True):
                 owner = fp % count
                 at = pending[fp] * w
                 if owner == self.index:
                     mine_fps.append(fp)
                     mine_rows.extend(rows[at:at + w])
+                    mine_masks.append(zs)
                 else:
-                    out[owner].append((fp, decode(rows, at, n, r)))
+                    out[owner].append((fp, decode(rows, at, n, r), zs))
         self.frontier_fps, self.frontier_rows = mine_fps, mine_rows
+        self.frontier_masks = mine_masks
         self._forget_pending()
         return [pickle.dumps(batch, pickle.HIGHEST_PROTOCOL) if batch else b"" for batch in out]
 
@@ -415,15 +492,17 @@ class Partition:
         Returns the frontier's size and this process's peak resident memory in kB.
         """
         if self.count > 1:
-            fps, rows = self.frontier_fps, self.frontier_rows
+            fps, rows, masks = self.frontier_fps, self.frontier_rows, self.frontier_masks
             adopt = self.parts.adopt  # they arrive as new objects: numbered by value, once
             for blob in batches:
                 if blob:
-                    for fp, st in pickle.loads(blob):
+                    for fp, st, zs in pickle.loads(blob):
                         fps.append(fp)
                         rows.extend(adopt(st))
+                        masks.append(zs)
             self.frontier_fps, self.frontier_rows = array("q"), array("q")
-            self._hold(fps, rows)
+            self.frontier_masks = array("q")
+            self._hold(fps, rows, masks)
         return len(self.frontier_fps), peak_kb()
 
     def covered(self) -> set[tuple[str, ...]]:

@@ -126,6 +126,17 @@ def test_compiled_default_world_matches_pure(build_cache: Path) -> None:
     assert want["states"] == 57_168 and want["complete"]
 
 
+def test_compiled_sleep_sets_match_pure(build_cache: Path) -> None:
+    # the sleep sets (actor spans from the compiled memo, canonical places from the
+    # compiled canon) leave out the very moves the pure modules leave out
+    got = _cli(["check", "--compiled", "--clients", "2", "--events", "0", "--sleep-sets"],
+               build_cache)
+    result = check(WorldConfig(clients=2, events=0), sleep_sets=True)
+    want = _pure(result)
+    assert {k: got[k] for k in want} == want
+    assert got["stats"]["transitions_slept"] == result.stats["transitions_slept"] > 0
+
+
 def test_compiled_partitions_match_pure_on_the_seed_race(build_cache: Path) -> None:
     # two processes on the build exchange states (pickled frozen dataclasses) and find
     # the heartbeat race's shortest counterexample, as one pure process does

@@ -13,18 +13,19 @@ from sims.check import CheckResult, check
 
 #: (world, check options, invariant expected violated): small worlds with two replicas: a clean
 #: one (both symmetries, liveness), a liveness lasso (F4 off, only liveness judging the death)
-#: and the seed's heartbeat race (a safety counterexample).
+#: the seed's heartbeat race (a safety counterexample), and sleep sets (met at the owner).
 CASES = [
     (WorldConfig(clients=2, replicas=2, events=0, faults=0), {}, None),
     (WorldConfig(replicas=2, events=0, fixes=Fixes.all().without("F4")),
      {"only": ["bounded-counter"]}, "detection-bound"),
     (WorldConfig(replicas=2, events=1, fixes=Fixes.all().without("F3")),
      {"stop_at_first": True, "liveness": False}, "bounded-counter"),
+    (WorldConfig(clients=2, events=0), {"sleep_sets": True}, None),
 ]
 
 
 def _summary(r: CheckResult) -> tuple[Any, ...]:
-    return (r.states, r.transitions, r.depth, r.complete, r.invariants,
+    return (r.states, r.transitions, r.stats["transitions_slept"], r.depth, r.complete, r.invariants,
             [(v.invariant, v.kind, v.trace, [s.label for s in v.cycle]) for v in r.violations])
 
 
@@ -37,7 +38,8 @@ def dask_cluster() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-@pytest.mark.parametrize(("config", "options", "broken"), CASES, ids=["clean", "F4-lasso", "F3"])
+@pytest.mark.parametrize(("config", "options", "broken"), CASES, ids=["clean", "F4-lasso", "F3",
+                                                                 "sleep-sets"])
 def test_workers_and_dask_agree_with_one_process(config: WorldConfig, options: dict[str, Any],
                                                  broken: str | None, dask_cluster: str) -> None:
     """--workers 1, --workers 2 and --scheduler give identical counts, verdicts and traces."""
