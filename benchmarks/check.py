@@ -5,7 +5,8 @@ world only), ``--only NAME`` (one world, repeatable), ``--profile`` (also run th
 default world under cProfile and keep the top entries, by own time and by
 cumulative time, in the JSON), ``--top N`` (how many entries, 15), and any
 ``check()`` option as ``--workers N`` / ``--scheduler ADDRESS`` /
-``--no-reduction``; ``--ratios`` also runs each world without reductions;
+``--no-reduction`` / ``--sleep-sets``; ``--ratios`` also runs each world without
+each reduction and without any (:func:`sims.check.ratios.reduction_ratios`);
 ``--teeth`` hunts each seed fix's bug (F1..F5 off, one at a time) in the world of
 two clients and two replicas and reports the seconds to its shortest counterexample;
 ``--compiled`` runs all of it on the mypyc build (:mod:`sims.check.compiled`).
@@ -28,6 +29,7 @@ from typing import Any
 from model.fixes import Fixes, info
 from model.world import WorldConfig
 from sims.check import check, compiled
+from sims.check.ratios import reduction_ratios
 
 CONFIGS = {
     "default": WorldConfig(),
@@ -89,8 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-reduction", action="store_true")
+    p.add_argument("--sleep-sets", action="store_true", help="search with sleep sets too")
     p.add_argument("--ratios", action="store_true",
-                   help="also run each world without reductions and report the state ratio")
+                   help="also run each world without each reduction, and without any, and "
+                   "report the ratios (sims.check.ratios)")
     p.add_argument("--scheduler", help="a Dask scheduler address (with --workers N actors)")
     p.add_argument("--teeth", action="store_true",
                    help="only hunt F1..F5's bugs in the two-client, two-replica world")
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         options["workers"] = args.workers
     if args.no_reduction:
         options["reduction"] = False
+    if args.sleep_sets:
+        options["sleep_sets"] = True
     if args.scheduler:
         options["scheduler"] = args.scheduler
     results: dict[str, Any] = {}
@@ -124,11 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                          "states_per_cpu_second": round(r.states / r.stats["cpu_seconds"])
                          if options.get("workers", 1) == 1 and r.stats["cpu_seconds"] else None}
         if args.ratios:
-            plain = check(config, **(options | {"reduction": False}))
-            results[name]["reduction_ratio"] = {
-                "states_without": plain.states, "states_with": r.states,
-                "ratio": round(plain.states / r.states, 2),
-                "same_verdicts": plain.invariants == r.invariants}
+            results[name]["reduction_ratios"] = reduction_ratios(config, r, options)
     out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "compiled": compiled.active(),
                            "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],

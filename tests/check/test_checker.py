@@ -172,6 +172,27 @@ def test_cli_json_is_one_object_with_the_documented_keys() -> None:
     assert set(data["invariants"].values()) == {"holds"}
 
 
+def test_cli_ratios_report_what_each_reduction_saved() -> None:
+    """`--ratios --sleep-sets --json` reports each reduction's ratio, measured by a second search."""
+    proc = _sselab("check", "--json", "--clients", "2", "--events", "0", "--faults", "1",
+                   "--sleep-sets", "--ratios")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    ratios = data["stats"]["reduction_ratios"]
+    assert set(ratios) == {"sleep_sets", "without_client_symmetry", "without_dead_fields",
+                           "without_any"}
+    sleep = ratios["sleep_sets"]
+    assert sleep["transitions"] == data["transitions"] > sleep["transitions_taken"]
+    for label in ("without_client_symmetry", "without_dead_fields", "without_any"):
+        row = ratios[label]
+        assert row["complete"] and row["same_verdicts"], label
+        assert row["states_with"] == data["states"] < row["states_without"], label
+        assert row["ratio"] == round(row["states_without"] / data["states"], 4)
+    assert ratios["without_any"]["states_without"] > ratios["without_dead_fields"]["states_without"]
+    text = _sselab("check", "--clients", "2", "--events", "0", "--faults", "0", "--ratios")
+    assert "ratio without client symmetry:" in text.stdout and "ratio without any:" in text.stdout
+
+
 def test_progress_names_the_liveness_phase() -> None:
     """After the last level, the progress callback hears that liveness is being judged."""
     seen: list[Progress] = []
