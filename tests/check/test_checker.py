@@ -174,7 +174,7 @@ def test_cli_json_is_one_object_with_the_documented_keys() -> None:
 
 def test_cli_ratios_report_what_each_reduction_saved() -> None:
     """`--ratios --sleep-sets --json` reports each reduction's ratio, measured by a second search."""
-    proc = _sselab("check", "--json", "--clients", "2", "--events", "0", "--faults", "1",
+    proc = _sselab("check", "--json", "--clients", "2", "--events", "1", "--faults", "0",
                    "--sleep-sets", "--ratios")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
